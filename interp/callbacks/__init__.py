@@ -1,0 +1,5 @@
+"""Thin Lightning adapters. Analyses live in interp.analyses; callbacks only call them."""
+
+from interp.callbacks.throughput import Throughput
+
+__all__ = ["Throughput"]

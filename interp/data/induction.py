@@ -1,0 +1,93 @@
+"""`induction`: repeated random tokens, the Olsson et al. (2022) induction-head test.
+
+Example (seq_len+1 tokens): [eot] + noise_a + r + r + noise_b, with r uniform
+random tokens of random length L and noise_a of random length. Only a model
+that copies from the first r can predict the second.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from interp.data.base import ArrayDataset, BaseDataConfig, BaseDataModule, lm_batch
+from interp.data.tokenizer import Tokenizer
+from interp.errors import ConfigError
+
+
+@dataclass
+class InductionConfig(BaseDataConfig):
+    name: str = "induction"
+    kind: str = "lm"
+    vocab_size: int = 8192  # model d_vocab; eot = vocab_size-1 is the BOS token
+    seq_len: int = 128
+    token_low: int = 256  # skip the byte tokens
+    token_high: int = 8191  # exclusive; must stay below eot
+    min_repeat: int = 8
+    max_repeat: int = 48  # capped at seq_len // 2
+    num_train: int = 200_000
+    num_val: int = 512
+    batch_size: int = 32
+    loss_on: str = "all"  # all | repeat (only the second copy of r)
+
+
+def repeated_random_tokens(
+    n_batch: int, length: int, token_low: int, token_high: int, seed: int, bos_id: int
+) -> torch.Tensor:
+    """[n_batch, 1 + 2*length] = [bos] + r + r; for induction / previous-token scores."""
+    g = torch.Generator().manual_seed(seed)
+    r = torch.randint(token_low, token_high, (n_batch, length), generator=g)
+    return torch.cat([torch.full((n_batch, 1), bos_id), r, r], dim=1)
+
+
+def generate(cfg: InductionConfig, n: int, seed: int, bos_id: int) -> dict[str, np.ndarray]:
+    """Vectorised: n examples `seq` [n, seq_len+1] (+ `loss_mask` for loss_on=repeat),
+    plus the repeat's `start` (index of r's first copy) and `length` for analyses."""
+    rng = np.random.default_rng(seed)
+    T = cfg.seq_len
+    max_rep = min(cfg.max_repeat, T // 2)
+    length = rng.integers(cfg.min_repeat, max_rep + 1, size=n)
+    start = 1 + (rng.random(n) * (T - 2 * length + 1)).astype(np.int64)  # noise_a length in [0, T-2L]
+    seq = rng.integers(cfg.token_low, cfg.token_high, size=(n, T + 1), dtype=np.uint16)  # vocab <= 50257
+    seq[:, 0] = bos_id
+    pos = np.arange(T + 1)
+    second = (pos >= (start + length)[:, None]) & (pos < (start + 2 * length)[:, None])
+    seq = np.take_along_axis(seq, np.where(second, pos - length[:, None], pos), axis=1)  # copy r into place
+    out = {"seq": seq, "start": start, "length": length}
+    if cfg.loss_on == "repeat":
+        out["loss_mask"] = second[:, 1:]  # target t is token t+1
+    return out
+
+
+class InductionDataModule(BaseDataModule):
+    kind = "lm"
+
+    def __init__(self, cfg: InductionConfig, seed: int):
+        super().__init__(cfg, seed)
+        c = cfg
+        problems = [
+            (c.loss_on not in ("all", "repeat"), f"data.loss_on={c.loss_on!r} must be 'all' or 'repeat'"),
+            (not 0 <= c.token_low < c.token_high <= c.vocab_size - 1,
+             f"need 0 <= token_low < token_high <= vocab_size-1={c.vocab_size - 1} (eot is reserved), "
+             f"got token_low={c.token_low}, token_high={c.token_high}"),
+            (not 1 <= c.min_repeat <= min(c.max_repeat, c.seq_len // 2),
+             f"need 1 <= min_repeat <= min(max_repeat, seq_len//2), got min_repeat={c.min_repeat}, "
+             f"max_repeat={c.max_repeat}, seq_len={c.seq_len}"),
+            (c.num_train < c.batch_size or c.num_val < 1, "need num_train >= batch_size and num_val >= 1"),
+        ]
+        if msgs := [m for bad, m in problems if bad]:
+            raise ConfigError("Invalid induction data config: " + "; ".join(msgs) + ". Fix these data.* overrides.")
+        self.tokenizer = Tokenizer(c.vocab_size)  # random ids, but analyses want token labels
+        self.seq_len = c.seq_len
+
+    def build(self):
+        seeds = np.random.SeedSequence([self.seed, 0x1D]).spawn(2)  # independent train/val streams
+        train, val = (
+            generate(self.cfg, n, s, self.tokenizer.eot_id)
+            for n, s in zip((self.cfg.num_train, self.cfg.num_val), seeds)
+        )
+        self.summary.update(train_examples=len(train["seq"]), val_examples=len(val["seq"]))
+        keep = lambda d: {k: d[k] for k in ("seq", "loss_mask") if k in d}  # noqa: E731
+        return ArrayDataset(keep(train), lm_batch), ArrayDataset(keep(val), lm_batch), None

@@ -1,0 +1,25 @@
+"""User-facing errors: each says what was wrong and how to fix it.
+
+`train.py` and `analyze.py` catch `InterpError`, print its message without a
+traceback and exit non-zero, so a typo in an override never looks like a bug.
+"""
+
+
+class InterpError(Exception):
+    """Base class for errors caused by the user's input, not by a bug."""
+
+
+class ConfigError(InterpError):
+    """The composed config is invalid or self-contradictory."""
+
+
+class DataError(InterpError):
+    """A dataset or tokenizer could not be loaded or is invalid."""
+
+
+class RunDirError(InterpError):
+    """A path that should be a run directory (or checkpoint) is not one."""
+
+
+class TrainingDiverged(InterpError):
+    """The loss became NaN or infinite."""

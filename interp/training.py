@@ -1,0 +1,120 @@
+"""One training run: compose -> check -> data -> task -> Lightning fit -> run contract.
+
+train.py is only the Hydra entry point; this module does the work so tests
+and notebooks can call it too.
+"""
+
+import logging
+from pathlib import Path
+
+import hydra
+import pytorch_lightning as pl
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.loggers import WandbLogger
+from pytorch_lightning.utilities import rank_zero_only
+
+from interp.callbacks import Throughput
+from interp.config_checks import check_compatible
+from interp.data import build_datamodule
+from interp.resume import resume_config
+from interp.runs import write_config, write_metrics
+from interp.tasks import TASKS
+
+log = logging.getLogger(__name__)
+
+
+def run_meta(hydra_cfg) -> dict:
+    """What reproduces this run: its command-line overrides and the group choices."""
+    return {"overrides": list(hydra_cfg.overrides.task),
+            "choices": {k: v for k, v in hydra_cfg.runtime.choices.items() if not k.startswith("hydra")}}
+
+
+def build_loggers(cfg: DictConfig, hydra_cfg) -> list:
+    loggers = []
+    for name, spec in (cfg.get("logger") or {}).items():
+        if spec is None:
+            continue
+        kwargs = {}
+        if spec._target_.endswith("WandbLogger"):
+            group = spec.get("group")
+            if group is None and hydra_cfg.mode == RunMode.MULTIRUN:
+                group = Path(hydra_cfg.sweep.dir).name   # every job of a sweep in one W&B group
+            choices = hydra_cfg.runtime.choices
+            tags = list(spec.get("tags") or []) + [f"model={choices.get('model')}", f"data={choices.get('data')}"]
+            kwargs = {"group": group, "tags": tags}
+        loggers.append(hydra.utils.instantiate(spec, **kwargs))
+    return loggers
+
+
+def build_callbacks(cfg: DictConfig, has_logger: bool) -> list[pl.Callback]:
+    callbacks = []
+    for name, spec in (cfg.get("callbacks") or {}).items():
+        if spec is None or (name == "lr_monitor" and not has_logger):
+            continue  # LearningRateMonitor refuses to run without a logger
+        callbacks.append(hydra.utils.instantiate(spec))
+    return callbacks
+
+
+def _has_test_split(dm: pl.LightningDataModule) -> bool:
+    return getattr(dm, "test_ds", None) is not None  # datasets without one fall back to val: skip
+
+
+def train(cfg: DictConfig) -> dict:
+    """Train per `cfg` in the current Hydra run directory; return the final metrics."""
+    hydra_cfg = HydraConfig.get()
+    meta = run_meta(hydra_cfg)
+    if cfg.ckpt_path:
+        cfg, saved_meta = resume_config(cfg)
+        meta = {"overrides": meta["overrides"], "choices": saved_meta.get("choices", meta["choices"]),
+                "resumed_from": str(cfg.ckpt_path)}
+    check_compatible(cfg, meta["choices"].get("model", cfg.model.arch))
+    run_dir = Path(cfg.paths.output_dir)
+
+    pl.seed_everything(cfg.seed, workers=True)
+    dm = build_datamodule(cfg.data, seed=cfg.seed)
+    config = OmegaConf.to_container(cfg, resolve=True)
+    config["run_meta"] = meta
+    task = TASKS[cfg.task.name](config)
+
+    loggers = build_loggers(cfg, hydra_cfg)
+    throughput = Throughput()
+    trainer: pl.Trainer = hydra.utils.instantiate(
+        cfg.trainer, logger=loggers or False, callbacks=[*build_callbacks(cfg, bool(loggers)), throughput])
+    if trainer.is_global_zero:
+        write_config(run_dir, cfg)
+        (run_dir / "figures").mkdir(exist_ok=True)
+        for lg in loggers:
+            lg.log_hyperparams(config)
+
+    trainer.fit(task, datamodule=dm, ckpt_path=cfg.ckpt_path)
+    # Learning-rate monitor values are curves, not results: W&B has them.
+    metrics = {k: v.item() for k, v in trainer.callback_metrics.items() if not k.startswith("lr-")}
+    if cfg.final_eval:
+        metrics.update(trainer.validate(task, datamodule=dm, verbose=False)[0])
+        if _has_test_split(dm):
+            metrics.update(trainer.test(task, datamodule=dm, verbose=False)[0])
+    metrics.update(throughput.summary(trainer.world_size))
+    metrics["trainer/global_step"] = trainer.global_step
+    for lg in loggers:
+        lg.log_metrics({f"final/{k}": v for k, v in metrics.items()}, step=trainer.global_step)
+    if trainer.is_global_zero:
+        write_metrics(run_dir, metrics)
+        print_summary(run_dir, metrics)
+    return metrics
+
+
+@rank_zero_only
+def print_summary(run_dir: Path, metrics: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"final metrics ({run_dir / 'metrics.json'})")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for k, v in sorted(metrics.items()):
+        table.add_row(k, f"{v:.6g}" if isinstance(v, float) else str(v))
+    console = Console()
+    console.print(table)
+    console.print(f"run directory: [bold]{run_dir}[/bold]")

@@ -1,0 +1,51 @@
+"""Shared fixtures: run train.py as a user would, in a subprocess, offline."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory) -> Path:
+    """One tokenized-data cache for the whole test session (as a user's .cache/ would be)."""
+    return Path(os.environ.get("INTERP_TEST_CACHE_DIR") or tmp_path_factory.mktemp("cache"))
+
+
+@pytest.fixture(scope="session")
+def train_env(cache_dir) -> dict:
+    env = dict(os.environ, INTERP_CACHE_DIR=str(cache_dir), WANDB_SILENT="true", HYDRA_FULL_ERROR="0")
+    env.pop("WANDB_MODE", None)
+    return env
+
+
+@pytest.fixture(scope="session")
+def run_train(train_env):
+    """run_train(*overrides, run_dir=None, expect_ok=True) -> CompletedProcess of `python train.py ...`."""
+
+    def _run(*overrides, run_dir: Path | None = None, expect_ok: bool = True, multirun: bool = False,
+             timeout: int = 600) -> subprocess.CompletedProcess:
+        args = [sys.executable, str(REPO / "train.py")] + (["-m"] if multirun else []) + list(overrides)
+        if run_dir is not None:
+            args.append(f"hydra.{'sweep' if multirun else 'run'}.dir={run_dir}")
+        proc = subprocess.run(args, cwd=REPO, env=train_env, capture_output=True, text=True, timeout=timeout)
+        if expect_ok and proc.returncode != 0:
+            raise AssertionError(f"train.py {' '.join(overrides)} failed ({proc.returncode}):\n"
+                                 f"{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
+        return proc
+
+    return _run
+
+
+# Small data for end-to-end runs: a few stdlib files, a few exact-match questions.
+FAST = ["debug=fast", "data.max_files=24"]
+FAST_BY_DATA = {
+    "code": FAST,
+    "qa": ["debug=fast", "data.exact_match_max=8", "data.max_facts_per_relation=20"],
+    "induction": ["debug=fast", "data.num_train=512", "data.num_val=16"],
+    "arithmetic": ["debug=fast", "data.num_train=4096", "data.num_val=256", "data.num_test=256"],
+}
