@@ -15,7 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import WandbLogger
 from pytorch_lightning.utilities import rank_zero_only
 
-from interp.callbacks import Throughput
+from interp.callbacks import AnalysisCallback, Throughput
 from interp.config_checks import check_compatible
 from interp.data import build_datamodule
 from interp.resume import resume_config
@@ -96,6 +96,9 @@ def train(cfg: DictConfig) -> dict:
         if _has_test_split(dm):
             metrics.update(trainer.test(task, datamodule=dm, verbose=False)[0])
     metrics.update(throughput.summary(trainer.world_size))
+    for cb in trainer.callbacks:
+        if isinstance(cb, AnalysisCallback):  # analyses ran at the end of training
+            metrics.update(cb.results)
     metrics["trainer/global_step"] = trainer.global_step
     for lg in loggers:
         lg.log_metrics({f"final/{k}": v for k, v in metrics.items()}, step=trainer.global_step)

@@ -34,3 +34,24 @@ def head_scores(model: HookedTransformer, tokens: torch.Tensor) -> dict[str, tor
         "induction": torch.stack([diagonal_score(p, 1 - length, second_copy) for p in patterns]),
         "previous_token": torch.stack([diagonal_score(p, -1, 1) for p in patterns]),
     }
+
+
+def run(model, datamodule, out_dir, n_batch: int = 32, length: int = 40, seed: int = 0, **_) -> dict[str, float]:
+    """Induction and previous-token score of every head; heatmaps in out_dir."""
+    from interp.data import repeated_random_tokens
+    from interp.viz import save_head_heatmaps
+
+    if not isinstance(model, HookedTransformer) or model.cfg.n_layers == 0:
+        return {}
+    cfg = datamodule.cfg
+    low, high = (cfg.token_low, cfg.token_high) if hasattr(cfg, "token_low") else (256, model.cfg.d_vocab - 1)
+    tokens = repeated_random_tokens(n_batch, length, low, high, seed, bos_id=model.cfg.d_vocab - 1)
+    scores = head_scores(model, tokens.to(next(model.parameters()).device))
+    save_head_heatmaps({k: v.cpu() for k, v in scores.items()}, out_dir,
+                       title=f"head scores on [BOS] + r + r, len(r)={length}")
+    results = {}
+    for kind, grid in scores.items():
+        for layer, row in enumerate(grid.tolist()):
+            results.update({f"{kind}/L{layer}H{h}": s for h, s in enumerate(row)})
+            results[f"{kind}/max_L{layer}"] = max(row)
+    return results

@@ -1,0 +1,31 @@
+"""Figure helpers shared by analyses (matplotlib, headless)."""
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+
+
+def save_head_heatmaps(grids: dict[str, torch.Tensor], out_dir: str | Path, title: str = "") -> list[Path]:
+    """One [layer x head] heatmap per score, annotated, saved as PNG."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name, grid in grids.items():
+        n_layers, n_heads = grid.shape
+        fig, ax = plt.subplots(figsize=(1.0 + 0.7 * n_heads, 1.0 + 0.6 * n_layers))
+        im = ax.imshow(grid.numpy(), vmin=0, vmax=1, cmap="viridis")
+        for (layer, head), value in zip(torch.cartesian_prod(torch.arange(n_layers), torch.arange(n_heads)).tolist(),
+                                        grid.flatten().tolist()):
+            ax.text(head, layer, f"{value:.2f}", ha="center", va="center", color="w" if value < 0.6 else "k")
+        ax.set(xlabel="head", ylabel="layer", xticks=range(n_heads), yticks=range(n_layers),
+               title=f"{name}\n{title}")
+        fig.colorbar(im, ax=ax)
+        fig.tight_layout()
+        paths.append(out_dir / f"{name}.png")
+        fig.savefig(paths[-1], dpi=120)
+        plt.close(fig)
+    return paths
