@@ -1,0 +1,63 @@
+"""Analyse a saved run: `python analyze.py run=<run dir> analysis=<name>|[names]`.
+
+`python analyze.py run=<run> hooks` lists the model's hook names and shapes.
+"""
+
+import json
+import sys
+
+import hydra
+from omegaconf import DictConfig, ListConfig
+
+from interp.errors import InterpError
+
+# Sugar: a bare analysis name after the overrides, e.g. `analyze.py run=... hooks`.
+sys.argv = [a if "=" in a or a.startswith("-") or a == sys.argv[0] else f"analysis={a}" for a in sys.argv]
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="analyze")
+def main(cfg: DictConfig) -> None:
+    try:
+        run_analyses(cfg)
+    except InterpError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+
+
+def run_analyses(cfg: DictConfig) -> None:
+    from pathlib import Path
+
+    from interp.analyses import ANALYSES
+    from interp.analyses.hooks import example_input, hook_shapes
+    from interp.data import build_datamodule
+    from interp.errors import ConfigError
+    from interp.runs import load_run
+
+    names = list(cfg.analysis) if isinstance(cfg.analysis, ListConfig) else [cfg.analysis]
+    valid = ["hooks", *sorted(ANALYSES)]
+    if unknown := [n for n in names if n not in valid]:
+        raise ConfigError(f"unknown analysis {unknown}; valid: {valid}.")
+    run = load_run(cfg.run, which=cfg.which, device=cfg.device)
+    dm = None
+    for name in names:
+        if name == "hooks":
+            inputs = example_input(run.model, run.config)
+            print(f"hooks of {run.config['run_meta']['choices'].get('model', run.config['model']['arch'])} "
+                  f"on an input of shape {list(inputs.shape)}:")
+            for hook, shape in hook_shapes(run.model, inputs.to(cfg.device)).items():
+                print(f"  {hook:<40} {list(shape)}")
+            continue
+        if dm is None:
+            dm = build_datamodule(run.config["data"], seed=run.config["seed"])
+            dm.setup("validate")
+        out_dir = Path(cfg.run) / "figures" / name
+        results = ANALYSES[name](run.model, dm, out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+        print(f"{name}: {out_dir}")
+        for key, value in results.items():
+            print(f"  {key:<40} {value:.4g}")
+
+
+if __name__ == "__main__":
+    main()
