@@ -9,22 +9,24 @@ import sys
 import hydra
 from omegaconf import DictConfig, ListConfig
 
-from interp.errors import InterpError
+from interp.errors import exit_on_user_error
 
-# Sugar: a bare analysis name after the overrides, e.g. `analyze.py run=... hooks`.
-sys.argv = [a if "=" in a or a.startswith("-") or a == sys.argv[0] else f"analysis={a}" for a in sys.argv]
+
+def _bare_names_to_overrides(argv: list[str]) -> list[str]:
+    """Sugar: `analyze.py run=... hooks` means `analysis=hooks` (not after a `--flag value`)."""
+    out = argv[:1]
+    for prev, arg in zip(argv, argv[1:]):
+        bare = "=" not in arg and not arg.startswith("-") and not prev.startswith("-")
+        out.append(f"analysis={arg}" if bare else arg)
+    return out
+
+
+sys.argv = _bare_names_to_overrides(sys.argv)
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="analyze")
+@exit_on_user_error
 def main(cfg: DictConfig) -> None:
-    try:
-        run_analyses(cfg)
-    except InterpError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
-
-
-def run_analyses(cfg: DictConfig) -> None:
     from pathlib import Path
 
     from interp.analyses import ANALYSES

@@ -1,14 +1,13 @@
 """Train a model: `python train.py [experiment=<preset>] [overrides]`. See README.md."""
 
-import sys
-
 import hydra
 from omegaconf import DictConfig
 
-from interp.errors import InterpError
+from interp.errors import exit_on_user_error
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
+@exit_on_user_error
 def main(cfg: DictConfig) -> None:
     import wandb
 
@@ -16,9 +15,6 @@ def main(cfg: DictConfig) -> None:
 
     try:
         train(cfg)
-    except InterpError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
     finally:
         wandb.finish()  # each job of a multirun gets its own W&B run
 

@@ -23,3 +23,19 @@ class RunDirError(InterpError):
 
 class TrainingDiverged(InterpError):
     """The loss became NaN or infinite."""
+
+
+def exit_on_user_error(fn):
+    """Decorate an entry point: an InterpError prints `error: <message>` and exits 2, no traceback."""
+    import functools
+    import sys
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except InterpError as e:
+            print(f"error: {e}", file=sys.stderr)
+            sys.exit(2)
+
+    return wrapper

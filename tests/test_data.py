@@ -200,6 +200,17 @@ def test_induction_examples_repeat():
         assert np.flatnonzero(mask).tolist() == list(range(s + n - 1, s + 2 * n - 1))  # targets = second copy
 
 
+def test_induction_more_copies():
+    cfg = InductionConfig(seq_len=64, min_repeat=4, max_repeat=100, copies=4, loss_on="repeat",
+                          vocab_size=1000, token_high=999)
+    d = generate(cfg, 200, seed=0, bos_id=999)
+    assert d["length"].max() <= 16  # capped at seq_len // copies
+    for s, n, row, mask in zip(d["start"], d["length"], d["seq"].astype(int), d["loss_mask"]):
+        for c in range(1, 4):
+            assert (row[s : s + n] == row[s + c * n : s + (c + 1) * n]).all()
+        assert np.flatnonzero(mask).tolist() == list(range(s + n - 1, s + 4 * n - 1))
+
+
 def test_induction_datamodule():
     cfg = data_cfg("induction", num_train=2000, num_val=64)
     dm = build_datamodule(cfg, seed=0)

@@ -1,8 +1,9 @@
 """`induction`: repeated random tokens, the Olsson et al. (2022) induction-head test.
 
-Example (seq_len+1 tokens): [eot] + noise_a + r + r + noise_b, with r uniform
-random tokens of random length L and noise_a of random length. Only a model
-that copies from the first r can predict the second.
+Example (seq_len+1 tokens): [eot] + noise_a + r + r (+ r ...) + noise_b, with r
+uniform random tokens of random length L, `copies` copies of it, and noise_a of
+random length. Only a model that copies from an earlier r can predict the
+later ones; more copies give a denser learning signal for the same compute.
 """
 
 from __future__ import annotations
@@ -26,11 +27,12 @@ class InductionConfig(BaseDataConfig):
     token_low: int = 256  # skip the byte tokens
     token_high: int = 8191  # exclusive; must stay below eot
     min_repeat: int = 8
-    max_repeat: int = 48  # capped at seq_len // 2
+    max_repeat: int = 48  # capped at seq_len // copies
+    copies: int = 2  # copies of r in a row (>= 2)
     num_train: int = 200_000
     num_val: int = 512
     batch_size: int = 32
-    loss_on: str = "all"  # all | repeat (only the second copy of r)
+    loss_on: str = "all"  # all | repeat (only the copies after the first)
 
 
 def repeated_random_tokens(
@@ -47,17 +49,19 @@ def generate(cfg: InductionConfig, n: int, seed: int, bos_id: int) -> dict[str, 
     plus the repeat's `start` (index of r's first copy) and `length` for analyses."""
     rng = np.random.default_rng(seed)
     T = cfg.seq_len
-    max_rep = min(cfg.max_repeat, T // 2)
+    max_rep = min(cfg.max_repeat, T // cfg.copies)
     length = rng.integers(cfg.min_repeat, max_rep + 1, size=n)
-    start = 1 + (rng.random(n) * (T - 2 * length + 1)).astype(np.int64)  # noise_a length in [0, T-2L]
+    span = cfg.copies * length
+    start = 1 + (rng.random(n) * (T - span + 1)).astype(np.int64)  # noise_a length in [0, T-span]
     seq = rng.integers(cfg.token_low, cfg.token_high, size=(n, T + 1), dtype=np.uint16)  # vocab <= 50257
     seq[:, 0] = bos_id
     pos = np.arange(T + 1)
-    second = (pos >= (start + length)[:, None]) & (pos < (start + 2 * length)[:, None])
-    seq = np.take_along_axis(seq, np.where(second, pos - length[:, None], pos), axis=1)  # copy r into place
+    later = (pos >= (start + length)[:, None]) & (pos < (start + span)[:, None])  # copies 2..copies
+    first_copy = start[:, None] + (pos - start[:, None]) % length[:, None]
+    seq = np.take_along_axis(seq, np.where(later, first_copy, pos), axis=1)  # copy r into place
     out = {"seq": seq, "start": start, "length": length}
     if cfg.loss_on == "repeat":
-        out["loss_mask"] = second[:, 1:]  # target t is token t+1
+        out["loss_mask"] = later[:, 1:]  # target t is token t+1
     return out
 
 
@@ -72,9 +76,10 @@ class InductionDataModule(BaseDataModule):
             (not 0 <= c.token_low < c.token_high <= c.vocab_size - 1,
              f"need 0 <= token_low < token_high <= vocab_size-1={c.vocab_size - 1} (eot is reserved), "
              f"got token_low={c.token_low}, token_high={c.token_high}"),
-            (not 1 <= c.min_repeat <= min(c.max_repeat, c.seq_len // 2),
-             f"need 1 <= min_repeat <= min(max_repeat, seq_len//2), got min_repeat={c.min_repeat}, "
-             f"max_repeat={c.max_repeat}, seq_len={c.seq_len}"),
+            (c.copies < 2, f"need copies >= 2, got {c.copies}"),
+            (c.copies >= 2 and not 1 <= c.min_repeat <= min(c.max_repeat, c.seq_len // c.copies),
+             f"need 1 <= min_repeat <= min(max_repeat, seq_len//copies), got min_repeat={c.min_repeat}, "
+             f"max_repeat={c.max_repeat}, seq_len={c.seq_len}, copies={c.copies}"),
             (c.num_train < c.batch_size or c.num_val < 1, "need num_train >= batch_size and num_val >= 1"),
         ]
         if msgs := [m for bad, m in problems if bad]:

@@ -4,7 +4,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from transformer_lens import HookedRootModule
+from transformer_lens import HookedRootModule, HookedTransformer
 
 from interp.errors import RunDirError
 from interp.runs.contract import checkpoint_path
@@ -45,8 +45,10 @@ def load_run(run_dir: str | Path, which: str = "last", device: str = "cpu") -> L
     model = build_model(config["model"])
     state = {k.removeprefix("model."): v for k, v in raw["state_dict"].items() if k.startswith("model.")}
     model.load_state_dict(state)
-    model.to(device).eval()
-    if hasattr(getattr(model, "cfg", None), "device"):
-        model.cfg.device = device
+    if isinstance(model, HookedTransformer):
+        model.to(device, print_details=False)  # also updates model.cfg.device
+    else:
+        model.to(device)
+    model.eval()
     tokenizer = Tokenizer(config["data"]["vocab_size"]) if config["model"]["kind"] == "lm" else None
     return LoadedRun(Path(run_dir), config, model, tokenizer, ckpt, int(raw.get("global_step", 0)))
