@@ -211,6 +211,27 @@ def test_induction_more_copies():
         assert np.flatnonzero(mask).tolist() == list(range(s + n - 1, s + 4 * n - 1))
 
 
+@pytest.mark.parametrize("noise", ["skip_bigram", "skip_copy", "uniform"])
+def test_induction_noise_rules(noise):
+    cfg = InductionConfig(seq_len=64, vocab_size=64, token_low=0, token_high=63, min_repeat=4, max_repeat=8,
+                          noise=noise, branching=2, copy_prob=0.5)
+    d = generate(cfg, 2000, seed=1, bos_id=63)
+    followers, copies, total = {}, 0, 0
+    for row, start in zip(d["seq"].astype(int), d["start"]):
+        for t in range(3, start):  # the noise before the repeat
+            followers.setdefault(row[t - 2], set()).add(row[t])
+            copies += row[t] == row[t - 2]
+            total += 1
+    most = max(len(f) for f in followers.values())
+    if noise == "skip_bigram":
+        assert most <= 2  # x[t+1] is one of `branching` tokens fixed by x[t-1]
+    else:
+        assert most > 2
+    expected = {"skip_copy": 0.5 + 0.5 / 63, "uniform": 1 / 63}.get(noise)
+    if expected is not None:
+        assert copies / total == pytest.approx(expected, abs=0.03)
+
+
 def test_induction_datamodule():
     cfg = data_cfg("induction", num_train=2000, num_val=64)
     dm = build_datamodule(cfg, seed=0)

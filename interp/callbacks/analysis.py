@@ -1,4 +1,4 @@
-"""Run one analysis at the end of training and log what it returns."""
+"""Run one analysis during and/or at the end of training and log what it returns."""
 
 from pathlib import Path
 
@@ -9,13 +9,16 @@ from interp.errors import ConfigError
 
 
 class AnalysisCallback(pl.Callback):
-    def __init__(self, analysis: str, **options):
+    """`every_n_steps`: also run every N optimizer steps (e.g. to watch induction heads form);
+    figures are then overwritten, metrics logged against the step."""
+
+    def __init__(self, analysis: str, every_n_steps: int | None = None, **options):
         if analysis not in ANALYSES:
             raise ConfigError(f"unknown analysis {analysis!r}; valid: {sorted(ANALYSES)}.")
-        self.analysis, self.options = analysis, options
+        self.analysis, self.every_n_steps, self.options = analysis, every_n_steps, options
         self.results: dict[str, float] = {}
 
-    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+    def _run(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not trainer.is_global_zero:
             return
         out_dir = Path(trainer.default_root_dir) / "figures" / self.analysis
@@ -26,3 +29,10 @@ class AnalysisCallback(pl.Callback):
         self.results = {f"analysis/{self.analysis}/{k}": float(v) for k, v in raw.items()}
         for logger in trainer.loggers:
             logger.log_metrics(self.results, step=trainer.global_step)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if self.every_n_steps and trainer.global_step % self.every_n_steps == 0:
+            self._run(trainer, pl_module)
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._run(trainer, pl_module)
