@@ -29,7 +29,7 @@ def merge_overrides(saved: list[str], current: list[str]) -> list[str]:
 
 
 def resume_config(cfg: DictConfig) -> tuple[DictConfig, dict]:
-    """The config to resume with, and the checkpoint's run metadata."""
+    """The config to resume with, and the resumed run's metadata (its full overrides)."""
     saved_config, _ = load_checkpoint_config(cfg.ckpt_path)
     meta = saved_config.get("run_meta", {})
     hydra_cfg = HydraConfig.get()
@@ -55,4 +55,6 @@ def resume_config(cfg: DictConfig) -> tuple[DictConfig, dict]:
             f"model and this command builds a {choices.get('model')} model that differs in (checkpoint, now): {diff}. "
             "Fix: resume without model overrides, or start a new run."
         )
-    return new_cfg, meta
+    overridden = {_key(o) for o in current}
+    new_choices = {g: choices[g] if g in overridden else c for g, c in saved_choices.items()}
+    return new_cfg, {"overrides": merged, "choices": new_choices, "resumed_from": str(cfg.ckpt_path)}

@@ -13,7 +13,6 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import WandbLogger
-from pytorch_lightning.utilities import rank_zero_only
 
 from interp.callbacks import AnalysisCallback, Throughput
 from interp.config_checks import check_compatible
@@ -66,9 +65,7 @@ def train(cfg: DictConfig) -> dict:
     hydra_cfg = HydraConfig.get()
     meta = run_meta(hydra_cfg)
     if cfg.ckpt_path:
-        cfg, saved_meta = resume_config(cfg)
-        meta = {"overrides": meta["overrides"], "choices": saved_meta.get("choices", meta["choices"]),
-                "resumed_from": str(cfg.ckpt_path)}
+        cfg, meta = resume_config(cfg)
     check_compatible(cfg, meta["choices"].get("model", cfg.model.arch))
     run_dir = Path(cfg.paths.output_dir)
 
@@ -108,7 +105,6 @@ def train(cfg: DictConfig) -> dict:
     return metrics
 
 
-@rank_zero_only
 def print_summary(run_dir: Path, metrics: dict) -> None:
     from rich.console import Console
     from rich.table import Table

@@ -114,6 +114,9 @@ def test_resume_after_sigkill_finishes_at_the_same_step(train_env, run_train, tm
     assert metrics["trainer/global_step"] == 300
     config = yaml.safe_load((resumed / "config.yaml").read_text())
     assert config["trainer"]["max_steps"] == 300 and config["model"]["n_layers"] == 1  # the killed run's config
+    meta = torch.load(resumed / "checkpoints/last.ckpt", map_location="cpu",
+                      weights_only=False)["hyper_parameters"]["config"]["run_meta"]
+    assert "trainer.max_steps=300" in meta["overrides"] and meta["resumed_from"] == str(last)
 
 
 def test_ddp_cpu_two_processes_one_run(run_train, tmp_path):

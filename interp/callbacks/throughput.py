@@ -1,4 +1,7 @@
-"""Training wall time and throughput (tokens/s for LMs, rows/s otherwise)."""
+"""Training wall time and throughput (tokens/s for LMs, rows/s otherwise).
+
+Tokens are input positions, padding included (qa pads to data.seq_len).
+"""
 
 import time
 
