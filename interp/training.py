@@ -63,9 +63,7 @@ def _has_test_split(dm: pl.LightningDataModule) -> bool:
 def train(cfg: DictConfig) -> dict:
     """Train per `cfg` in the current Hydra run directory; return the final metrics."""
     hydra_cfg = HydraConfig.get()
-    meta = run_meta(hydra_cfg)
-    if cfg.ckpt_path:
-        cfg, meta = resume_config(cfg)
+    cfg, meta = resume_config(cfg) if cfg.ckpt_path else (cfg, run_meta(hydra_cfg))
     check_compatible(cfg, meta["choices"].get("model", cfg.model.arch))
     run_dir = Path(cfg.paths.output_dir)
 

@@ -17,10 +17,13 @@ class AnalysisCallback(pl.Callback):
             raise ConfigError(f"unknown analysis {analysis!r}; valid: {sorted(ANALYSES)}.")
         self.analysis, self.every_n_steps, self.options = analysis, every_n_steps, options
         self.results: dict[str, float] = {}
+        self._ran_at_step: int | None = None
 
     def _run(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if not trainer.is_global_zero:
+        # The last step can be both an every_n_steps step and the end of training: run once.
+        if not trainer.is_global_zero or self._ran_at_step == trainer.global_step:
             return
+        self._ran_at_step = trainer.global_step
         out_dir = Path(trainer.default_root_dir) / "figures" / self.analysis
         was_training = pl_module.training
         pl_module.eval()
