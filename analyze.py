@@ -1,6 +1,10 @@
 """Analyse a saved run: `python analyze.py run=<run dir> analysis=<name>|[names]`.
 
 `python analyze.py run=<run> hooks` lists the model's hook names and shapes.
+Options go to every analysis as keyword arguments: the declared ones
+(`prompt=...`, `answer=`, `wrong=`, `clean=`, `corrupted=`, see conf/analyze.yaml)
+and any other with a `+`, e.g. `+n_batch=8`. An analysis that does not apply to
+the run's model prints `skipped <name>: <reason>` and the others still run.
 """
 
 import json
@@ -22,6 +26,8 @@ def _bare_names_to_overrides(argv: list[str]) -> list[str]:
 
 
 sys.argv = _bare_names_to_overrides(sys.argv)
+ENTRY_KEYS = ("run", "analysis", "which", "device", "hydra")   # everything else is an analysis option
+TEXT_OPTIONS = ("prompt", "answer", "wrong", "clean", "corrupted")
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="analyze")
@@ -29,8 +35,11 @@ sys.argv = _bare_names_to_overrides(sys.argv)
 def main(cfg: DictConfig) -> None:
     from pathlib import Path
 
+    from omegaconf import OmegaConf
+
     from interp.analyses import ANALYSES
     from interp.analyses.hooks import example_input, hook_shapes
+    from interp.analyses.inputs import NotApplicable
     from interp.data import build_datamodule
     from interp.errors import ConfigError
     from interp.runs import load_run
@@ -39,6 +48,9 @@ def main(cfg: DictConfig) -> None:
     valid = ["hooks", *sorted(ANALYSES)]
     if unknown := [n for n in names if n not in valid]:
         raise ConfigError(f"unknown analysis {unknown}; valid: {valid}.")
+    options = {k: v for k, v in OmegaConf.to_container(cfg, resolve=True).items()
+               if k not in ENTRY_KEYS and v is not None}
+    options.update({k: str(options[k]) for k in TEXT_OPTIONS if k in options})   # prompt=123 is still text
     run = load_run(cfg.run, which=cfg.which, device=cfg.device)
     dm = None
     for name in names:
@@ -53,7 +65,11 @@ def main(cfg: DictConfig) -> None:
             dm = build_datamodule(run.config["data"], seed=run.config["seed"])
             dm.setup("validate")
         out_dir = Path(cfg.run) / "figures" / name
-        results = ANALYSES[name](run.model, dm, out_dir)
+        try:
+            results = ANALYSES[name](run.model, dm, out_dir, **options)
+        except NotApplicable as e:
+            print(f"skipped {name}: {e}")
+            continue
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
         print(f"{name}: {out_dir}")

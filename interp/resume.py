@@ -47,7 +47,8 @@ def resume_config(cfg: DictConfig) -> tuple[DictConfig, dict]:
     merged = merge_overrides(meta.get("overrides", []), current)
     new_cfg = compose(config_name=hydra_cfg.job.config_name, overrides=merged)
     new_model = OmegaConf.to_container(new_cfg.model, resolve=True)
-    if new_model != saved_config["model"]:
+    is_sae = saved_config.get("task", {}).get("name") == "sae"   # its model is the base run's, rebuilt later
+    if not is_sae and new_model != saved_config["model"]:
         diff = {k: (saved_config["model"].get(k), new_model.get(k))
                 for k in set(new_model) | set(saved_config["model"]) if saved_config["model"].get(k) != new_model.get(k)}
         raise ConfigError(

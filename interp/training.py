@@ -14,7 +14,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import WandbLogger
 
-from interp.callbacks import AnalysisCallback, Throughput
+from interp.callbacks import Throughput
 from interp.config_checks import check_compatible
 from interp.data import build_datamodule
 from interp.resume import resume_config
@@ -64,14 +64,19 @@ def train(cfg: DictConfig) -> dict:
     """Train per `cfg` in the current Hydra run directory; return the final metrics."""
     hydra_cfg = HydraConfig.get()
     cfg, meta = resume_config(cfg) if cfg.ckpt_path else (cfg, run_meta(hydra_cfg))
-    check_compatible(cfg, meta["choices"].get("model", cfg.model.arch))
     run_dir = Path(cfg.paths.output_dir)
-
     pl.seed_everything(cfg.seed, workers=True)
-    dm = build_datamodule(cfg.data, seed=cfg.seed)
-    config = OmegaConf.to_container(cfg, resolve=True)
-    config["run_meta"] = meta
-    task = TASKS[cfg.task.name](config)
+    if cfg.task.name == "sae":   # model and data come from the base run
+        from interp.sae.prepare import prepare
+
+        cfg, dm, task = prepare(cfg, meta)
+        config = task.config
+    else:
+        check_compatible(cfg, meta["choices"].get("model", cfg.model.arch))
+        dm = build_datamodule(cfg.data, seed=cfg.seed)
+        config = OmegaConf.to_container(cfg, resolve=True)
+        config["run_meta"] = meta
+        task = TASKS[cfg.task.name](config)
 
     loggers = build_loggers(cfg, hydra_cfg)
     throughput = Throughput()
@@ -84,6 +89,8 @@ def train(cfg: DictConfig) -> dict:
             lg.log_hyperparams(config)
 
     trainer.fit(task, datamodule=dm, ckpt_path=cfg.ckpt_path)
+    if hasattr(task, "save_sae") and trainer.is_global_zero:
+        task.save_sae(run_dir / "sae")
     # Learning-rate monitor values are curves, not results: W&B has them.
     metrics = {k: v.item() for k, v in trainer.callback_metrics.items() if not k.startswith("lr-")}
     if cfg.final_eval:
@@ -91,8 +98,9 @@ def train(cfg: DictConfig) -> dict:
         if _has_test_split(dm):
             metrics.update(trainer.test(task, datamodule=dm, verbose=False)[0])
     metrics.update(throughput.summary(trainer.world_size))
+    metrics.update({f"data/{k}": v for k, v in getattr(dm, "summary", {}).items() if isinstance(v, (int, float))})
     for cb in trainer.callbacks:
-        if isinstance(cb, AnalysisCallback):  # analyses ran at the end of training
+        if isinstance(getattr(cb, "results", None), dict):  # analyses that ran at the end of training
             metrics.update(cb.results)
     metrics["trainer/global_step"] = trainer.global_step
     for lg in loggers:

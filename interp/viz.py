@@ -29,3 +29,19 @@ def save_head_heatmaps(grids: dict[str, torch.Tensor], out_dir: str | Path, titl
         fig.savefig(paths[-1], dpi=120)
         plt.close(fig)
     return paths
+
+
+def save_figure(fig, path: str | Path, dpi: int = 120) -> Path:
+    """Write `fig` as PNG (creating the folder) and close it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if fig.get_layout_engine() is None:
+        fig.tight_layout()
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+    return path
+
+
+def token_labels(tokens: list[str]) -> list[str]:
+    """Plot-safe token strings: spaces as '·', escaped newlines, and no mathtext from '$'."""
+    return [repr(t)[1:-1].replace(" ", "·").replace("$", r"\$") or "''" for t in tokens]

@@ -14,6 +14,13 @@ import torch
 IGNORE = -100
 
 
+def bigram_counts(stream: np.ndarray, vocab: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sparse bigram counts of a token stream: (sorted pair ids a*vocab+b, their counts, c(a) [vocab])."""
+    stream = stream.astype(np.int64)
+    pair_ids, pair_counts = np.unique(stream[:-1] * vocab + stream[1:], return_counts=True)
+    return pair_ids, pair_counts, np.bincount(stream[:-1], minlength=vocab)
+
+
 def ngram_cross_entropies(train_stream: np.ndarray, tokens: np.ndarray, targets: np.ndarray, vocab: int,
                           betas=(0.1, 0.3, 1, 3, 10, 30, 100, 300, 1000)) -> dict[str, float]:
     """Mean CE (nats) of unigram and best-beta bigram models at the (token -> target) pairs given."""
@@ -21,8 +28,7 @@ def ngram_cross_entropies(train_stream: np.ndarray, tokens: np.ndarray, targets:
     mask = targets != IGNORE
     prev, nxt = tokens[mask].astype(np.int64), targets[mask].astype(np.int64)
     unigram = (np.bincount(train, minlength=vocab) + 1.0) / (len(train) + vocab)   # add-one
-    pair_ids, pair_counts = np.unique(train[:-1] * vocab + train[1:], return_counts=True)
-    context_counts = np.bincount(train[:-1], minlength=vocab)
+    pair_ids, pair_counts, context_counts = bigram_counts(train, vocab)
     query = prev * vocab + nxt
     pos = np.searchsorted(pair_ids, query).clip(max=len(pair_ids) - 1)
     c_ab = np.where(pair_ids[pos] == query, pair_counts[pos], 0)

@@ -1,4 +1,4 @@
-"""Training wall time and throughput (tokens/s for LMs, rows/s otherwise).
+"""Training wall time and throughput (tokens/s for LMs, rows/s otherwise: examples, SAE activations).
 
 Tokens are input positions, padding included (qa pads to data.seq_len).
 """
@@ -21,11 +21,11 @@ class Throughput(pl.Callback):
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         # Per-step timing leaves validation and checkpointing out of the rate.
         self.seconds += time.perf_counter() - self._t0
-        if "tokens" in batch:
+        if isinstance(batch, dict) and "tokens" in batch:
             self.unit = "tokens"
             self.items += batch["tokens"].numel()
-        else:
-            self.items += len(batch["x"])
+        else:  # regression rows, or SAE activation rows (a tensor)
+            self.items += len(batch["x"] if isinstance(batch, dict) else batch)
 
     def summary(self, world_size: int = 1) -> dict[str, float]:
         if self.seconds == 0:

@@ -85,11 +85,13 @@ class QADataModule(BaseDataModule):
         T, eot = self.seq_len, self.tokenizer.eot_id
         seq = np.full((len(prompts), T + 1), eot, dtype=np.uint16)
         mask = np.zeros((len(prompts), T), dtype=bool)  # mask[t]: target seq[t+1] counts
+        length = np.zeros(len(prompts), dtype=np.int64)  # input positions before the padding
         for i, (p, a) in enumerate(zip(prompts, answers)):
             n = len(p) + len(a)
             seq[i, :n] = p + a
             mask[i, (len(p) - 1 if self.cfg.loss_on == "answer" else 0) : n - 1] = True
-        return {"seq": seq, "loss_mask": mask}
+            length[i] = n - 1
+        return {"seq": seq, "loss_mask": mask, "length": length}
 
     def build(self):
         train, val = self._encode(self.examples(heldout=False)), self._encode(self.examples(heldout=True))

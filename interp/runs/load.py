@@ -18,6 +18,7 @@ class LoadedRun:
     tokenizer: object | None     # interp.data.tokenizer.Tokenizer for language models
     checkpoint: Path
     global_step: int
+    sae: object | None = None    # SAE runs: the trained sae_lens.SAE (from <run>/sae/), on `device`
 
 
 def load_checkpoint_config(ckpt: str | Path) -> tuple[dict, dict]:
@@ -42,6 +43,8 @@ def load_run(run_dir: str | Path, which: str = "last", device: str = "cpu") -> L
 
     ckpt = checkpoint_path(run_dir, which)
     config, raw = load_checkpoint_config(ckpt)
+    if config.get("task", {}).get("name") == "sae":
+        return _load_sae_run(Path(run_dir), config, ckpt, raw, device)
     model = build_model(config["model"])
     state = {k.removeprefix("model."): v for k, v in raw["state_dict"].items() if k.startswith("model.")}
     model.load_state_dict(state)
@@ -52,3 +55,23 @@ def load_run(run_dir: str | Path, which: str = "last", device: str = "cpu") -> L
     model.eval()
     tokenizer = Tokenizer(config["data"]["vocab_size"]) if config["model"]["kind"] == "lm" else None
     return LoadedRun(Path(run_dir), config, model, tokenizer, ckpt, int(raw.get("global_step", 0)))
+
+
+def _load_sae_run(run_dir: Path, config: dict, ckpt: Path, raw: dict, device: str) -> LoadedRun:
+    """An SAE run: its SAE (SAELens format) and the frozen base model it was trained on."""
+    import logging
+
+    from sae_lens import SAE
+
+    from interp.sae.cache import file_sha256
+
+    base = config["base"]
+    if not (run_dir / "sae" / "cfg.json").is_file():
+        raise RunDirError(f"{run_dir} is an SAE run without {run_dir / 'sae'}: training did not finish. "
+                          "Fix: resume it with ckpt_path=<run>/checkpoints/last.ckpt.")
+    base_run = load_run(base["run"], device=device)
+    if base_run.checkpoint == Path(base["checkpoint"]) and file_sha256(base_run.checkpoint) != base["checkpoint_sha256"]:
+        logging.getLogger(__name__).warning(
+            "the base checkpoint %s changed since this SAE was trained (sha256 differs)", base_run.checkpoint)
+    sae = SAE.load_from_disk(str(run_dir / "sae"), device=device)
+    return LoadedRun(run_dir, config, base_run.model, base_run.tokenizer, ckpt, int(raw.get("global_step", 0)), sae)

@@ -1,0 +1,71 @@
+"""Inputs shared by analyses: prompts typed by a user, and the "does it apply?" signal."""
+
+from __future__ import annotations
+
+import torch
+
+from interp.errors import ConfigError
+
+
+class NotApplicable(Exception):
+    """Raised by an analysis that does not apply to this model (e.g. attention on an LSTM).
+
+    Callers (the callback, analyze.py) print `skipped <analysis>: <reason>` and go on.
+    """
+
+
+def encode_prompt(prompt: str | None, tokenizer, n_ctx: int | None, *, prepend_bos: bool = True) -> torch.Tensor:
+    """A user's prompt as token ids [1, pos] ([eot] first, as in training), checked against n_ctx."""
+    if prompt is None or not prompt.strip():
+        raise ConfigError("the prompt is empty. Fix: pass prompt=\"some text\" (quote it for the shell).")
+    ids = ([tokenizer.eot_id] if prepend_bos else []) + tokenizer.encode(prompt)
+    if n_ctx is not None and len(ids) > n_ctx:
+        raise ConfigError(
+            f"the prompt is {len(ids)} tokens (with the leading [eot]) but the model's context is "
+            f"n_ctx={n_ctx}. Fix: shorten the prompt.")
+    return torch.tensor([ids], dtype=torch.long)
+
+
+def model_n_ctx(model) -> int | None:
+    """The model's context length if it has one (transformers, k-gram), else None (LSTM, MLP)."""
+    cfg = getattr(model, "cfg", None)
+    return getattr(cfg, "n_ctx", None) if cfg is not None else getattr(model, "n_ctx", None)
+
+
+def check_hook(model, hook: str) -> str:
+    """`hook` if the model has a hook point of that name, else a ConfigError listing the valid names."""
+    if hook not in model.hook_dict:
+        raise ConfigError(f"the model has no hook {hook!r}; valid hooks: {', '.join(model.hook_dict)}. "
+                          "Fix: pass hook=<one of those> (`analyze.py run=<run> hooks` shows their shapes).")
+    return hook
+
+
+def require_lm(datamodule, analysis: str) -> None:
+    """NotApplicable unless the run is a language model (token ids in, next-token logits out)."""
+    if getattr(datamodule, "tokenizer", None) is None:
+        raise NotApplicable(f"{analysis} needs a language model; this run's data has no tokenizer")
+
+
+def first_val_example(datamodule, max_positions: int | None = None) -> torch.Tensor:
+    """The first validation sequence [1, pos], cut after its last scored target (drops padding)."""
+    example = datamodule.val_ds[0]
+    last = int((example["targets"] != -100).nonzero().max()) + 1
+    return example["tokens"][:last][:max_positions].unsqueeze(0)
+
+
+def prompt_tokens(model, datamodule, prompt: str | None = None, max_positions: int = 48) -> torch.Tensor:
+    """Token ids [1, pos] of the user's prompt, or of the first validation example when there is none."""
+    if prompt is not None:
+        return encode_prompt(prompt, datamodule.tokenizer, model_n_ctx(model))
+    return first_val_example(datamodule, max_positions)
+
+
+def require_attention(model, analysis: str) -> None:
+    """NotApplicable unless the model is a TransformerLens transformer with at least one attention layer."""
+    from transformer_lens import HookedTransformer
+
+    if not isinstance(model, HookedTransformer):
+        raise NotApplicable(f"{analysis} needs a transformer's attention heads; this model is a {type(model).__name__}")
+    if model.cfg.n_layers == 0:
+        raise NotApplicable(f"{analysis} needs attention heads; this is a 0-layer transformer "
+                            "(logits = W_E W_U, a bigram table)")

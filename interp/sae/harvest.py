@@ -1,0 +1,82 @@
+"""Activations of a frozen base model at one hook, as rows [n_tokens, d_in].
+
+Only the layers up to the hook run (`stop_at_layer` for transformers); padding
+positions (`attention_mask` False) are dropped so they never reach the SAE.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator
+
+import torch
+from transformer_lens import HookedTransformer
+
+from interp.errors import ConfigError
+
+
+def model_inputs(batch: dict) -> torch.Tensor:
+    """The model's input in a batch of any of our datasets (lm `tokens`, regression `x`)."""
+    return batch["tokens"] if "tokens" in batch else batch["x"]
+
+
+def valid_positions(batch: dict) -> torch.Tensor | None:
+    """Bool mask [B, T] of real (non-padding) positions, or None when nothing is padded."""
+    return batch.get("attention_mask")
+
+
+def stop_layer(model, hook: str) -> int | None:
+    """First transformer block that need not run to produce `hook` (None: run everything)."""
+    if not isinstance(model, HookedTransformer):
+        return None
+    if hook in ("hook_embed", "hook_pos_embed", "hook_tokens"):
+        return 0
+    m = re.match(r"blocks\.(\d+)\.", hook)
+    return int(m.group(1)) + 1 if m else None
+
+
+def place(model, device) -> None:
+    """Move a base model to `device` (TransformerLens also keeps cfg.device in sync)."""
+    if isinstance(model, HookedTransformer):
+        model.to(device, print_details=False)
+    else:
+        model.to(device)
+
+
+def hook_names(model) -> list[str]:
+    return sorted(model.hook_dict)
+
+
+def check_hook(model, hook: str | None, model_name: str = "the base model") -> None:
+    names = hook_names(model)
+    if hook not in names:
+        raise ConfigError(
+            f"sae.hook={hook!r} is not a hook of {model_name}. Valid hooks: {', '.join(names)}. "
+            "Fix: sae.hook=<one of them> (python analyze.py run=<base run> hooks shows their shapes).")
+
+
+@torch.no_grad()
+def activations(model, batch: dict, hook: str) -> torch.Tensor:
+    """[n_valid_positions, d] activations of `batch` at `hook` (rows of a regression batch)."""
+    device = next(model.parameters()).device
+    inputs = model_inputs(batch).to(device)
+    kwargs = {"stop_at_layer": stop_layer(model, hook)} if isinstance(model, HookedTransformer) else {}
+    _, cache = model.run_with_cache(inputs, names_filter=hook, **kwargs)
+    acts = cache[hook]
+    if acts.ndim == 2:          # [B, d]: one row per example (arithmetic MLP)
+        return acts
+    if acts.ndim != 3:          # e.g. attention hooks [B, head, q, k]: not one vector per token
+        raise ConfigError(f"sae.hook={hook!r} gives activations of shape {list(acts.shape)}; an SAE needs "
+                          "one vector per token ([batch, pos, d]). Fix: choose such a hook, e.g. blocks.0.hook_resid_post.")
+    mask = valid_positions(batch)
+    return acts[mask.to(device)] if mask is not None else acts.flatten(0, 1)
+
+
+def hook_width(model, batch: dict, hook: str) -> int:
+    small = {k: v[:1] for k, v in batch.items()}
+    return activations(model, small, hook).shape[-1]
+
+
+def stream(model, batches: Iterable[dict], hook: str) -> Iterator[torch.Tensor]:
+    for batch in batches:
+        yield activations(model, batch, hook)

@@ -1,0 +1,119 @@
+"""SAE metrics, defined as SAELens defines them (sae_lens.evals, sae_lens.training.sae_trainer).
+
+- mse: per-token squared error summed over dimensions, averaged over tokens.
+- explained_variance: 1 - E||x - x_hat||^2 / Var(x), SAELens's streaming calculator.
+- l0: mean number of non-zero feature activations per token.
+- dead features: no firing in the last `dead_feature_window` training steps.
+- feature density: fraction of tokens a feature fires on; histogram of log10(density + 1e-10).
+- dense features (not in SAELens; ours): density above `dense_threshold`.
+- ce_loss_score = (CE_zero_ablated - CE_with_sae) / (CE_zero_ablated - CE_clean); kl_div_score alike.
+"""
+
+from __future__ import annotations
+
+import torch
+from sae_lens.evals import ExplainedVarianceCalculator, _kl
+from torch import nn
+
+LOG_DENSITY_EPS = 1e-10  # SAELens's epsilon for log10 feature density
+
+
+def coefficient(final: float, warm_up_steps: int, step: int) -> float:
+    """SAELens CoefficientScheduler's value at training step `step` (linear warm-up from 0)."""
+    return final if warm_up_steps <= 0 else final * min(1.0, step / warm_up_steps)
+
+
+def log10_density(density: torch.Tensor) -> torch.Tensor:
+    return torch.log10(density + LOG_DENSITY_EPS)
+
+
+class FiringTracker(nn.Module):
+    """Training-time firing statistics (buffers, so a resumed run keeps them)."""
+
+    def __init__(self, d_sae: int, dead_feature_window: int):
+        super().__init__()
+        self.dead_feature_window = dead_feature_window
+        self.register_buffer("steps_since_fired", torch.zeros(d_sae))
+        self.register_buffer("fire_counts", torch.zeros(d_sae))
+        self.register_buffer("n_samples", torch.zeros((), dtype=torch.long))
+
+    @torch.no_grad()
+    def update(self, feature_acts: torch.Tensor) -> None:
+        fired = feature_acts.bool().float()
+        if fired.is_sparse:
+            fired = fired.to_dense()
+        self.steps_since_fired += 1
+        self.steps_since_fired[fired.sum(0).bool()] = 0
+        self.fire_counts += fired.sum(0)
+        self.n_samples += feature_acts.shape[0]
+
+    def dead_mask(self) -> torch.Tensor:
+        return self.steps_since_fired > self.dead_feature_window
+
+    def density(self) -> torch.Tensor:
+        return self.fire_counts / self.n_samples.clamp(min=1)
+
+    def reset_window(self) -> None:
+        self.fire_counts.zero_()
+        self.n_samples.zero_()
+
+
+class EvalAccumulator:
+    """Streams reconstruction, sparsity and downstream metrics over evaluation batches."""
+
+    def __init__(self, d_sae: int, dense_threshold: float):
+        self.dense_threshold = dense_threshold
+        self.ev = ExplainedVarianceCalculator()
+        self.sq_err = self.l0 = self.l1 = 0.0
+        self.tokens = 0
+        self.fire_counts = torch.zeros(d_sae, dtype=torch.float64)
+        self.downstream: dict[str, list[float]] = {}   # name -> [sum, count]
+
+    @torch.no_grad()
+    def add(self, sae_in: torch.Tensor, sae_out: torch.Tensor, feature_acts: torch.Tensor) -> None:
+        x, x_hat = sae_in.float(), sae_out.float()
+        self.ev.add_batch(sae_output=x_hat, hidden_acts=x)
+        self.sq_err += (x - x_hat).pow(2).sum().item()
+        active = feature_acts != 0
+        self.l0 += active.sum().item()
+        self.l1 += feature_acts.abs().sum().item()
+        self.fire_counts += active.sum(0).double().cpu()
+        self.tokens += x.shape[0]
+
+    def add_downstream(self, name: str, per_token: torch.Tensor) -> None:
+        acc = self.downstream.setdefault(name, [0.0, 0])
+        acc[0] += per_token.double().sum().item()
+        acc[1] += per_token.numel()
+
+    def compute(self) -> dict[str, float]:
+        n = max(self.tokens, 1)
+        density = self.fire_counts / n
+        out = {
+            "mse": self.sq_err / n,
+            "explained_variance": self.ev.compute(),
+            "l0": self.l0 / n,
+            "l1": self.l1 / n,
+            "dense_features": int((density > self.dense_threshold).sum()),
+            "never_fired_features": int((density == 0).sum()),
+            "mean_log10_feature_density": log10_density(density).mean().item(),
+        }
+        out.update({k: s / max(c, 1) for k, (s, c) in self.downstream.items()})
+        for kind in ("ce_loss", "task_mse"):
+            abl, sae, clean = (out.get(f"{kind}_{s}") for s in ("with_ablation", "with_sae", "without_sae"))
+            if None not in (abl, sae, clean) and abl != clean:
+                out[f"{kind}_score"] = (abl - sae) / (abl - clean)
+        if (kl_abl := out.get("kl_div_with_ablation")) and "kl_div_with_sae" in out:
+            out["kl_div_score"] = (kl_abl - out["kl_div_with_sae"]) / kl_abl
+        return out
+
+    def density(self) -> torch.Tensor:
+        return self.fire_counts / max(self.tokens, 1)
+
+
+def per_token_ce(logits: torch.Tensor, targets: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of the kept positions (targets -100 excluded by `keep`)."""
+    return nn.functional.cross_entropy(logits[keep].float(), targets[keep], reduction="none")
+
+
+def per_token_kl(clean_logits: torch.Tensor, new_logits: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    return _kl(clean_logits[keep].float(), new_logits[keep].float())

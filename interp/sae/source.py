@@ -1,0 +1,149 @@
+"""Training and validation data of an SAE run.
+
+Training batches are activation rows [batch_size, d_in]:
+- `source=cache`: harvested once into the shared on-disk cache (see cache.py),
+  then read block by block (`buffer_tokens` rows in memory), blocks in random
+  order and rows shuffled within a block, epoch after epoch.
+- `source=stream`: harvested while training into a shuffle buffer of
+  `buffer_tokens` rows; when full it is shuffled, half is served, half kept
+  and mixed with fresh rows (as SAELens's mixing buffer).
+Validation batches are the base data's own validation batches: the task runs
+the base model on them, so downstream metrics use real inputs.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from itertools import islice
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, IterableDataset
+from tqdm.auto import tqdm
+
+from interp.errors import ConfigError
+from interp.sae import harvest
+from interp.sae.cache import CacheReader, CacheWriter, get_or_build
+
+log = logging.getLogger(__name__)
+
+
+def endless(loader) -> Iterator[dict]:
+    while True:
+        yield from loader
+
+
+def _rank_and_world() -> tuple[int, int]:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+class CacheStream(IterableDataset):
+    def __init__(self, acts_path, batch_size: int, block_rows: int, seed: int):
+        self.reader = CacheReader(acts_path)
+        self.batch_size, self.seed = batch_size, seed
+        self.block_rows = max(batch_size, block_rows // batch_size * batch_size)
+        if self.reader.n_rows < batch_size:
+            raise ConfigError(f"the activation cache has {self.reader.n_rows} rows, fewer than sae.batch_size="
+                              f"{batch_size}. Fix: raise sae.harvest_tokens or lower sae.batch_size.")
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        rank, world = _rank_and_world()
+        order = np.random.default_rng(self.seed)           # the same block order on every DDP rank ...
+        rows = np.random.default_rng([self.seed, rank])
+        while True:   # epochs; Lightning stops at max_steps
+            for block in self.reader.blocks(self.block_rows, order, rank, world):   # ... each rank its own blocks
+                perm = rows.permutation(len(block))
+                for j in range(0, len(block) - self.batch_size + 1, self.batch_size):
+                    yield torch.from_numpy(block[perm[j:j + self.batch_size]]).float()
+
+
+class StreamBuffer(IterableDataset):
+    def __init__(self, base_model, loader, hook: str, batch_size: int, buffer_rows: int, seed: int):
+        self.base_model, self.loader, self.hook = base_model, loader, hook
+        self.batch_size, self.buffer_rows, self.seed = batch_size, max(2 * batch_size, buffer_rows), seed
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        g = torch.Generator().manual_seed(self.seed)
+        source = harvest.stream(self.base_model, endless(self.loader), self.hook)
+        buffer = torch.empty(0)
+        while True:
+            parts = [buffer]
+            n = len(buffer)
+            while n < self.buffer_rows:
+                rows = next(source).cpu().float()
+                parts.append(rows)
+                n += len(rows)
+            buffer = torch.cat(parts)[: self.buffer_rows]
+            buffer = buffer[torch.randperm(len(buffer), generator=g)]
+            half = len(buffer) // 2 // self.batch_size * self.batch_size
+            for i in range(0, half, self.batch_size):
+                yield buffer[i:i + self.batch_size]
+            buffer = buffer[half:]
+
+
+class FirstBatches:
+    """The first n batches of a loader: one evaluation "dataloader" of fixed, cheap size."""
+
+    def __init__(self, loader, n: int):
+        self.loader, self.n = loader, n
+
+    def __iter__(self):
+        return islice(iter(self.loader), self.n)
+
+    def __len__(self) -> int:
+        return min(self.n, len(self.loader))
+
+
+class ActivationDataModule(pl.LightningDataModule):
+    def __init__(self, base_model, base_dm, spec: dict, cache_fields: dict, cache_root: str, seed: int):
+        super().__init__()
+        self.base_model, self.base_dm, self.spec = base_model, base_dm, spec
+        self.cache_fields, self.cache_root, self.seed = cache_fields, cache_root, seed
+        self.cache = None       # CacheHandle once set up (source=cache)
+        self.tokenizer = getattr(base_dm, "tokenizer", None)
+        self.summary: dict = {}
+
+    def setup(self, stage: str | None = None) -> None:
+        self.base_dm.setup(stage or "fit")
+        if self.spec["source"] == "cache" and self.cache is None and stage in (None, "fit"):
+            c = self.spec["cache"]
+            self.cache = get_or_build(self.cache_root, self.cache_fields, self.d_in, self._harvest,
+                                      path=c.get("path"), verify_hash=c.get("verify", True))
+            self.summary.update(cache=str(self.cache.path), cache_harvested=int(self.cache.harvested))
+
+    @property
+    def d_in(self) -> int:
+        return harvest.hook_width(self.base_model, next(iter(self.base_dm.val_dataloader())), self.spec["hook"])
+
+    def _harvest(self, writer: CacheWriter) -> None:
+        device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
+        harvest.place(self.base_model, device)
+        log.info("harvesting %d activations at %s", writer.n_rows, self.spec["hook"])
+        with tqdm(total=writer.n_rows, desc=f"harvest {self.spec['hook']}", unit="tok", leave=False) as bar:
+            for rows in harvest.stream(self.base_model, endless(self.base_dm.train_dataloader()), self.spec["hook"]):
+                before = writer.written
+                left = writer.write(rows)
+                bar.update(writer.written - before)
+                if left == 0:
+                    break
+
+    def train_dataloader(self) -> DataLoader:
+        s = self.spec
+        if s["source"] == "cache":
+            ds = CacheStream(self.cache.acts_path, s["batch_size"], s["buffer_tokens"], self.seed)
+        elif s["source"] == "stream":
+            ds = StreamBuffer(self.base_model, self.base_dm.train_dataloader(), s["hook"], s["batch_size"],
+                              s["buffer_tokens"], self.seed)
+        else:
+            raise ConfigError(f"sae.source={s['source']!r}; choose cache or stream.")
+        return DataLoader(ds, batch_size=None, num_workers=0)
+
+    def val_dataloader(self):
+        return FirstBatches(self.base_dm.val_dataloader(), self.spec["eval_batches"])
+
+    def test_dataloader(self):
+        return self.val_dataloader()

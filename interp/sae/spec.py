@@ -1,0 +1,69 @@
+"""The `sae` config group -> a SAELens training SAE.
+
+Every architecture is a SAELens class trained through its own
+`training_forward_pass`, so losses, auxiliary terms and decoder-norm handling
+are exactly SAELens's; we only map our config names onto its config classes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from sae_lens import (
+    BatchTopKTrainingSAE,
+    BatchTopKTrainingSAEConfig,
+    GatedTrainingSAE,
+    GatedTrainingSAEConfig,
+    JumpReLUTrainingSAE,
+    JumpReLUTrainingSAEConfig,
+    StandardTrainingSAE,
+    StandardTrainingSAEConfig,
+    TopKTrainingSAE,
+    TopKTrainingSAEConfig,
+    TrainingSAE,
+)
+
+from interp.errors import ConfigError
+
+ARCHITECTURES = {
+    "standard": (StandardTrainingSAEConfig, StandardTrainingSAE),
+    "topk": (TopKTrainingSAEConfig, TopKTrainingSAE),
+    "batchtopk": (BatchTopKTrainingSAEConfig, BatchTopKTrainingSAE),
+    "jumprelu": (JumpReLUTrainingSAEConfig, JumpReLUTrainingSAE),
+    "gated": (GatedTrainingSAEConfig, GatedTrainingSAE),
+}
+
+# Fields of conf/sae/*.yaml that are ours (data, cache, metrics), not SAELens config fields.
+OWN_FIELDS = {
+    "architecture", "hook", "expansion", "d_sae", "batch_size", "source", "harvest_tokens", "buffer_tokens",
+    "d_in", "cache", "dead_feature_window", "feature_sampling_window", "dense_threshold", "eval_batches",
+    "sparse_decode",
+}
+
+
+def d_sae_of(spec: dict, d_in: int) -> int:
+    return int(spec.get("d_sae") or spec["expansion"] * d_in)
+
+
+def build_training_sae(spec: dict, d_in: int, hook: str | None = None) -> TrainingSAE:
+    """A fresh SAELens training SAE for activations of width d_in.
+
+    Every key of `spec` that is not one of ours must be a field of the
+    architecture's SAELens config; a typo is an error, not silently ignored.
+    """
+    arch = spec.get("architecture")
+    if arch not in ARCHITECTURES:
+        raise ConfigError(f"sae.architecture={arch!r} is not one of {sorted(ARCHITECTURES)}. Fix: sae=<one of them>.")
+    cfg_cls, sae_cls = ARCHITECTURES[arch]
+    valid = {f.name for f in dataclasses.fields(cfg_cls)} - {"d_in", "d_sae", "metadata", "device", "dtype"}
+    kwargs = {k: v for k, v in spec.items() if k not in OWN_FIELDS and v is not None}
+    if unknown := sorted(set(kwargs) - valid):
+        raise ConfigError(f"sae.{unknown[0]} is not a setting of the {arch} SAE (SAELens {cfg_cls.__name__}). "
+                          f"Valid: {sorted(valid | OWN_FIELDS)}.")
+    cfg = cfg_cls(d_in=d_in, d_sae=d_sae_of(spec, d_in), **kwargs)
+    cfg.metadata.hook_name = hook
+    if arch == "topk" and spec.get("sparse_decode", False) and not cfg.use_sparse_activations:
+        from interp.sae.sparse_topk import SparseDecodeTopKTrainingSAE
+
+        return SparseDecodeTopKTrainingSAE(cfg)
+    return sae_cls(cfg)

@@ -1,0 +1,181 @@
+"""The SAE LightningModule: a SAELens training SAE on a frozen base model's activations.
+
+Training batches are activation rows [B, d_in] (from the cache or the stream
+buffer). Each step calls the SAE's own `training_forward_pass` with SAELens's
+coefficient warm-up and dead-feature mask, so every architecture trains
+exactly as under SAELens's `SAETrainer`; Lightning adds the loop, devices,
+checkpoints and loggers. Validation runs the base model on its own validation
+data, so downstream metrics (CE or task MSE with the SAE spliced in) come for
+free from the same batches.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+from sae_lens.saes.sae import TrainStepInput
+
+from interp.errors import TrainingDiverged
+from interp.sae import harvest
+from interp.sae.figures import save_density_histogram
+from interp.sae.harvest import place
+from interp.sae.metrics import EvalAccumulator, FiringTracker, coefficient, log10_density, per_token_ce, per_token_kl
+from interp.sae.spec import build_training_sae
+from interp.tasks.base import BaseTask
+
+
+class SAETask(pl.LightningModule):
+    configure_optimizers = BaseTask.configure_optimizers   # same optimiser + schedule config as base runs
+
+    def __init__(self, config: dict, d_in: int, base_model=None):
+        super().__init__()
+        self.save_hyperparameters({"config": config}, logger=False)
+        self.config = config
+        self.spec = config["sae"]
+        self.hook = self.spec["hook"]
+        self.sae = build_training_sae(self.spec, d_in, self.hook)
+        self.tracker = FiringTracker(self.sae.cfg.d_sae, self.spec["dead_feature_window"])
+        self.coefficients = {name: (c.value, c.warm_up_steps) if hasattr(c, "value") else (float(c), 0)
+                             for name, c in self.sae.get_coefficients().items()}
+        # Frozen and not a submodule: not in parameters() (the optimiser), nor in checkpoints.
+        object.__setattr__(self, "base_model", base_model)
+        self.eval_results: dict[str, float] = {}
+        self.eval_density: torch.Tensor | None = None
+
+    def on_fit_start(self) -> None:
+        self._place_base()
+
+    def on_validation_start(self) -> None:
+        self._place_base()
+
+    def _place_base(self) -> None:
+        if self.base_model is None:
+            return
+        self.base_model.requires_grad_(False).eval()
+        place(self.base_model, self.device)
+
+    # --- training ---------------------------------------------------------------------------
+    def current_coefficients(self) -> dict[str, float]:
+        return {name: coefficient(value, warm, self.global_step) for name, (value, warm) in self.coefficients.items()}
+
+    def training_step(self, batch: torch.Tensor, batch_idx: int):
+        coeffs = self.current_coefficients()
+        out = self.sae.training_forward_pass(TrainStepInput(
+            sae_in=batch, coefficients=coeffs, dead_neuron_mask=self.tracker.dead_mask(),
+            n_training_steps=self.global_step, is_logging_step=False))
+        if not torch.isfinite(out.loss):
+            raise TrainingDiverged(
+                f"SAE loss became {out.loss.item()} at step {self.global_step}. Fix: lower optim.lr, or check the "
+                "base activations for inf/NaN (python analyze.py run=<base run> hooks).")
+        self.tracker.update(out.feature_acts)
+        if self.global_step % self.trainer.log_every_n_steps == 0:   # the metrics cost passes over the batch
+            self._log_train(out, coeffs)
+        window = self.spec["feature_sampling_window"]
+        if (self.global_step + 1) % window == 0:
+            self.log("sparsity/mean_log10_feature_density", log10_density(self.tracker.density()).mean())
+            self.tracker.reset_window()
+        return out.loss
+
+    @torch.no_grad()
+    def _log_train(self, out, coeffs: dict[str, float]) -> None:
+        x = out.sae_in.float()
+        per_token = (out.sae_out.float() - x).pow(2).sum(-1)
+        ev = 1 - per_token.mean() / (x - x.mean(0)).pow(2).sum(-1).mean()
+        logs = {"train/loss": out.loss, "train/mse": per_token.mean(), "train/explained_variance": ev,
+                "train/l0": out.feature_acts.bool().float().sum(-1).to_dense().mean(),
+                "train/dead_features": self.tracker.dead_mask().sum().float()}
+        logs.update({f"train/{k}": v for k, v in out.losses.items()})
+        logs.update({f"train/{k}_coefficient": v for k, v in coeffs.items()})
+        self.log_dict(logs, prog_bar=False)
+
+    def save_sae(self, path) -> None:
+        """SAELens format (cfg.json + sae_weights.safetensors + sparsity.safetensors):
+        `sae_lens.SAE.load_from_disk(path)` loads it."""
+        from safetensors.torch import save_file
+        from sae_lens.constants import SPARSITY_FILENAME
+
+        meta = self.sae.cfg.metadata
+        meta.model_name = self.config.get("base", {}).get("run")
+        meta.context_size = self.config["data"].get("seq_len")
+        meta.sae_lens_training_version = __import__("sae_lens").__version__
+        if int(self.tracker.n_samples) > 0:
+            meta.l0 = float(self.tracker.density().sum())
+            meta.num_dead_features = int(self.tracker.dead_mask().sum())
+        self.sae.save_inference_model(path)
+        save_file({"sparsity": log10_density(self.tracker.density()).cpu()}, str(Path(path) / SPARSITY_FILENAME))
+
+    # --- evaluation -------------------------------------------------------------------------
+    def on_validation_epoch_start(self) -> None:
+        self.acc = EvalAccumulator(self.sae.cfg.d_sae, self.spec["dense_threshold"])
+
+    @torch.no_grad()
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        evaluate_batch(self.sae, self.base_model, self.hook, batch, self.acc)
+
+    def on_validation_epoch_end(self) -> None:
+        results = self.acc.compute()
+        results["dead_features"] = int(self.tracker.dead_mask().sum())
+        self.eval_results, self.eval_density = results, self.acc.density()
+        self.log_dict({f"val/{k}": float(v) for k, v in results.items()}, prog_bar=False)
+        self.log("val/loss", results["mse"], prog_bar=True)   # for ModelCheckpoint(monitor=val/loss)
+        if not self.trainer.sanity_checking:
+            self._log_density_histogram()
+
+    def _log_density_histogram(self) -> None:
+        """PNG in <run>/figures/sae/ (rewritten each evaluation) and a W&B histogram."""
+        from pytorch_lightning.loggers import WandbLogger
+
+        if self.trainer.is_global_zero:
+            save_density_histogram(
+                self.eval_density, Path(self.trainer.default_root_dir) / "figures" / "sae" / "feature_density.png",
+                f"{self.spec['architecture']} SAE at {self.hook}, step {self.global_step}")
+        for logger in self.trainer.loggers:
+            if isinstance(logger, WandbLogger):
+                import wandb
+
+                hist = wandb.Histogram(log10_density(self.eval_density).numpy())
+                logger.experiment.log({"val/log10_feature_density": hist, "trainer/global_step": self.global_step})
+
+    test_step = validation_step
+    on_test_epoch_start = on_validation_epoch_start
+
+    def on_test_epoch_end(self) -> None:
+        self.on_validation_epoch_end()
+
+
+@torch.no_grad()
+def evaluate_batch(sae, base_model, hook: str, batch: dict, acc: EvalAccumulator) -> None:
+    """Add one base-data batch to `acc`: reconstruction metrics and, with the SAE spliced
+    into the base model at `hook`, the downstream loss (CE for LMs, MSE for regression)."""
+    device = next(base_model.parameters()).device
+    batch = {k: v.to(device) for k, v in batch.items()}
+    inputs = harvest.model_inputs(batch)
+    acts = harvest.activations(base_model, batch, hook)
+    feats = sae.encode(acts)
+    acc.add(acts, sae.decode(feats), feats)
+
+    mask = harvest.valid_positions(batch)
+
+    def splice(act, hook=None):
+        new = sae.decode(sae.encode(act)).to(act.dtype)
+        return torch.where(mask[..., None], new, act) if mask is not None else new
+
+    def zero(act, hook=None):
+        return torch.zeros_like(act)
+
+    clean = base_model(inputs)
+    with_sae = base_model.run_with_hooks(inputs, fwd_hooks=[(hook, splice)])
+    ablated = base_model.run_with_hooks(inputs, fwd_hooks=[(hook, zero)])
+    if "targets" in batch:        # language model: CE (and KL) over positions that have a target
+        keep = batch["targets"] != -100
+        if mask is not None:
+            keep &= mask
+        for name, logits in (("without_sae", clean), ("with_sae", with_sae), ("with_ablation", ablated)):
+            acc.add_downstream(f"ce_loss_{name}", per_token_ce(logits, batch["targets"], keep))
+        acc.add_downstream("kl_div_with_sae", per_token_kl(clean, with_sae, keep))
+        acc.add_downstream("kl_div_with_ablation", per_token_kl(clean, ablated, keep))
+    else:                         # regression: the task's MSE
+        for name, pred in (("without_sae", clean), ("with_sae", with_sae), ("with_ablation", ablated)):
+            acc.add_downstream(f"task_mse_{name}", (pred.float() - batch["y"].float()).pow(2))

@@ -1,0 +1,96 @@
+"""End to end: `python train.py task=sae base_run=<run> sae=<arch>` on tiny base runs of every
+model family, the SAELens round trip, the shared cache in a sweep, and bad input."""
+
+import json
+
+import pytest
+import torch
+from sae_lens import SAE
+
+from conftest import FAST_BY_DATA
+from interp.data import build_datamodule
+from interp.runs import load_run
+from interp.sae.metrics import EvalAccumulator
+from interp.sae.source import FirstBatches
+from interp.sae.task import evaluate_batch
+
+pytestmark = pytest.mark.slow
+
+BASES = {  # name -> (train.py overrides, a hook of that model)
+    "transformer": (["model=transformer_1l", "data=code", *FAST_BY_DATA["code"]], "blocks.0.hook_resid_post"),
+    "lstm": (["model=lstm", "data=code", *FAST_BY_DATA["code"]], "blocks.0.hook_hidden"),
+    "kgram": (["model=kgram", "data=code", *FAST_BY_DATA["code"]], "blocks.0.hook_post"),
+    "arithmetic": (["experiment=arithmetic_mlp", *FAST_BY_DATA["arithmetic"]], "blocks.0.hook_post"),
+}
+SAE_FAST = ["task=sae", "debug=fast", "sae.harvest_tokens=2048", "sae.batch_size=128", "sae.buffer_tokens=512",
+            "sae.eval_batches=2", "sae.expansion=2", "logger=csv"]
+
+
+@pytest.fixture(scope="session")
+def base_runs(run_train, tmp_path_factory):
+    root = tmp_path_factory.mktemp("bases")
+    built = {}
+
+    def get(name: str):
+        if name not in built:
+            run_train(*BASES[name][0], run_dir=root / name)
+            built[name] = root / name
+        return built[name]
+    return get
+
+
+def sae_metrics_again(run_dir):
+    """Metrics of the saved SAE (loaded by SAELens itself) on the run's evaluation batches."""
+    run = load_run(run_dir)
+    assert isinstance(run.sae, SAE)
+    dm = build_datamodule(run.config["data"], seed=run.config["base"]["seed"])
+    dm.setup("validate")
+    acc = EvalAccumulator(run.sae.cfg.d_sae, run.config["sae"]["dense_threshold"])
+    for batch in FirstBatches(dm.val_dataloader(), run.config["sae"]["eval_batches"]):
+        evaluate_batch(run.sae, run.model, run.config["sae"]["hook"], batch, acc)
+    return acc.compute()
+
+
+@pytest.mark.parametrize("arch,base", [("standard", "transformer"), ("topk", "lstm"), ("batchtopk", "kgram"),
+                                       ("jumprelu", "arithmetic"), ("gated", "transformer")])
+def test_each_sae_trains_on_each_model_family_and_round_trips_through_saelens(arch, base, base_runs, run_train,
+                                                                               tmp_path):
+    base_dir, hook = base_runs(base), BASES[base][1]
+    run_train(*SAE_FAST, f"base_run={base_dir}", f"sae={arch}", f"sae.hook={hook}", run_dir=tmp_path / "sae")
+    metrics = json.loads((tmp_path / "sae" / "metrics.json").read_text())
+    config = (tmp_path / "sae" / "config.yaml").read_text()
+    assert f"run: {base_dir}" in config and "checkpoint_sha256:" in config   # the base is recorded
+    assert (tmp_path / "sae" / "figures" / "sae" / "feature_density.png").stat().st_size > 0
+    again = sae_metrics_again(tmp_path / "sae")
+    downstream = "task_mse_with_sae" if base == "arithmetic" else "ce_loss_with_sae"
+    for key in ("mse", "explained_variance", "l0", downstream):
+        assert again[key] == pytest.approx(metrics[f"val/{key}"], rel=1e-4, abs=1e-6), key
+    assert metrics["trainer/global_step"] == 6
+
+
+def test_a_sweep_harvests_activations_once(base_runs, run_train, tmp_path):
+    base_dir = base_runs("transformer")
+    run_train(*SAE_FAST, f"base_run={base_dir}", "sae=standard", f"sae.hook={BASES['transformer'][1]}",
+              "sae.l1_coefficient=1,3", run_dir=tmp_path / "sweep", multirun=True)
+    harvested = [json.loads((tmp_path / "sweep" / str(i) / "metrics.json").read_text())["data/cache_harvested"]
+                 for i in range(2)]
+    assert harvested == [1, 0]
+
+
+@pytest.mark.parametrize("overrides,message", [
+    (["sae.hook=blocks.7.hook_resid_post"], "Valid hooks: "),
+    (["sae.hook=blocks.0.hook_resid_post", "sae.d_in=7"], "sae.d_in=7 but blocks.0.hook_resid_post"),
+    (["sae.hook=blocks.0.hook_resid_post", "sae.l1_coefficient=nan"], "SAE loss became nan at step 0"),
+])
+def test_bad_sae_input_is_a_clear_error(overrides, message, base_runs, run_train, tmp_path):
+    proc = run_train(*SAE_FAST, f"base_run={base_runs('transformer')}", *overrides, run_dir=tmp_path / "r",
+                     expect_ok=False)
+    assert proc.returncode == 2 and message in proc.stderr, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("base_run,message", [("does/not/exist", "does not exist"),
+                                               ("conf", "is not an interp run directory")])
+def test_a_base_run_that_is_not_a_run_is_a_clear_error(base_run, message, run_train, tmp_path):
+    proc = run_train(*SAE_FAST, f"base_run={base_run}", "sae.hook=x", run_dir=tmp_path / "r", expect_ok=False)
+    assert proc.returncode == 2 and message in proc.stderr, proc.stderr[-2000:]

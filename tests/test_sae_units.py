@@ -1,0 +1,247 @@
+"""SAE building blocks, in-process: metrics against independent formulas, the activation
+cache (reuse, rebuild, refusal, concurrency, a full disk), harvesting with padding."""
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+from transformer_lens import HookedTransformer, HookedTransformerConfig
+
+from interp.errors import ConfigError, DataError
+from interp.sae import harvest
+from interp.sae.cache import MANIFEST_FILE, CacheReader, get_or_build
+from interp.sae.metrics import EvalAccumulator
+from interp.sae.spec import build_training_sae
+from interp.sae.task import evaluate_batch
+
+SPEC = {"architecture": "standard", "expansion": 2, "l1_coefficient": 1.0}
+
+
+def tiny_transformer(d_model=16, n_ctx=12, d_vocab=50):
+    cfg = HookedTransformerConfig(n_layers=2, d_model=d_model, n_heads=2, d_head=8, n_ctx=n_ctx, d_vocab=d_vocab,
+                                  attn_only=True, act_fn=None, normalization_type="LN", seed=0)
+    return HookedTransformer(cfg).eval()
+
+
+def lm_batch(n=4, t=12, vocab=50, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    seq = torch.randint(0, vocab, (n, t + 1), generator=g)
+    return {"tokens": seq[:, :-1], "targets": seq[:, 1:]}
+
+
+def test_reconstruction_metrics_match_an_independent_computation():
+    torch.manual_seed(0)
+    sae = build_training_sae(SPEC, d_in=8)
+    x = torch.randn(64, 8) * 3 + 1
+    feats = sae.encode(x)
+    x_hat = sae.decode(feats)
+    acc = EvalAccumulator(sae.cfg.d_sae, dense_threshold=0.5)
+    acc.add(x[:40], x_hat[:40], feats[:40])   # two uneven batches, streamed
+    acc.add(x[40:], x_hat[40:], feats[40:])
+    got = acc.compute()
+    xn, hn, fn = x.double().numpy(), x_hat.double().detach().numpy(), feats.detach().numpy()
+    sq = ((xn - hn) ** 2).sum(1)
+    assert got["mse"] == pytest.approx(sq.mean(), rel=1e-5)
+    assert got["explained_variance"] == pytest.approx(1 - sq.mean() / xn.var(0).sum(), rel=1e-5)
+    assert got["l0"] == pytest.approx((fn != 0).sum(1).mean(), rel=1e-6)
+    assert got["dense_features"] == int(((fn != 0).mean(0) > 0.5).sum())
+
+
+def identity_sae(d: int):
+    """An L1 SAE that reconstructs exactly: relu(x) - relu(-x) = x."""
+    sae = build_training_sae({**SPEC, "d_sae": 2 * d, "apply_b_dec_to_input": False}, d_in=d)
+    eye = torch.eye(d)
+    with torch.no_grad():
+        sae.W_enc.copy_(torch.cat([eye, -eye], dim=1))
+        sae.W_dec.copy_(torch.cat([eye, -eye], dim=0))
+        sae.b_enc.zero_()
+        sae.b_dec.zero_()
+    return sae
+
+
+def downstream(sae, model, hook):
+    acc = EvalAccumulator(sae.cfg.d_sae, 0.1)
+    evaluate_batch(sae, model, hook, lm_batch(), acc)
+    return acc.compute()
+
+
+def test_ce_recovered_is_one_for_an_identity_sae_and_falls_for_a_zero_one():
+    model, hook = tiny_transformer(), "blocks.0.hook_resid_post"
+    exact = downstream(identity_sae(16), model, hook)
+    assert exact["ce_loss_with_sae"] == pytest.approx(exact["ce_loss_without_sae"], abs=1e-5)
+    assert exact["ce_loss_score"] == pytest.approx(1.0, abs=1e-4)
+    assert exact["explained_variance"] == pytest.approx(1.0, abs=1e-5)
+    zero = identity_sae(16)
+    with torch.no_grad():
+        zero.W_dec.zero_()
+    broken = downstream(zero, model, hook)
+    assert abs(broken["ce_loss_with_ablation"] - broken["ce_loss_without_sae"]) > 1e-3  # the hook matters
+    assert broken["ce_loss_score"] == pytest.approx(0.0, abs=1e-4)        # a zero SAE is zero-ablation
+    assert broken["kl_div_score"] == pytest.approx(0.0, abs=1e-4)
+
+
+def test_harvest_skips_padding_and_stops_early():
+    model = tiny_transformer()
+    batch = lm_batch()
+    batch["attention_mask"] = torch.arange(12)[None, :] < torch.tensor([12, 5, 1, 7])[:, None]
+    acts = harvest.activations(model, batch, "blocks.0.hook_resid_post")
+    assert acts.shape == (12 + 5 + 1 + 7, 16)
+    _, cache = model.run_with_cache(batch["tokens"])
+    assert torch.allclose(acts[:12], cache["blocks.0.hook_resid_post"][0], atol=1e-6)
+    assert harvest.stop_layer(model, "blocks.0.hook_resid_post") == 1   # block 1 never runs
+
+
+def test_a_wrong_hook_lists_the_valid_ones():
+    with pytest.raises(ConfigError, match="blocks.0.hook_resid_post") as e:
+        harvest.check_hook(tiny_transformer(), "blocks.9.hook_resid_post")
+    assert "Valid hooks" in str(e.value)
+
+
+def test_an_unknown_sae_setting_is_an_error():
+    with pytest.raises(ConfigError, match="l2_coefficient"):
+        build_training_sae({**SPEC, "l2_coefficient": 1.0}, d_in=8)
+
+
+# --- the activation cache -------------------------------------------------------------------
+
+FIELDS = {"base_checkpoint_sha256": "abc", "hook": "h", "data": {"name": "x"}, "n_tokens": 1000, "dtype": "float32",
+          "seed": 0}
+
+
+def counting_harvest(calls: list, d: int = 4):
+    def fill(writer):
+        calls.append(1)
+        g = torch.Generator().manual_seed(len(calls))
+        while writer.write(torch.randn(300, d, generator=g)) > 0:
+            pass
+    return fill
+
+
+def test_cache_is_reused_and_rebuilt_when_its_manifest_does_not_match(tmp_path):
+    calls = []
+    first = get_or_build(tmp_path, FIELDS, 4, counting_harvest(calls))
+    again = get_or_build(tmp_path, FIELDS, 4, counting_harvest(calls))
+    assert (first.harvested, again.harvested, len(calls)) == (True, False, 1)
+    assert again.path == first.path
+    assert np.load(first.acts_path, mmap_mode="r").shape == (1000, 4)   # a plain .npy for notebooks
+
+    manifest = json.loads((first.path / MANIFEST_FILE).read_text())     # a manifest for another hook
+    manifest["fields"]["hook"] = "other"
+    (first.path / MANIFEST_FILE).write_text(json.dumps(manifest))
+    rebuilt = get_or_build(tmp_path, FIELDS, 4, counting_harvest(calls))
+    assert rebuilt.harvested and len(calls) == 2
+
+
+def test_a_corrupted_cache_is_detected_and_rebuilt(tmp_path):
+    calls = []
+    handle = get_or_build(tmp_path, FIELDS, 4, counting_harvest(calls))
+    with open(handle.acts_path, "r+b") as f:   # flip one byte of data
+        f.seek(500)
+        byte = f.read(1)
+        f.seek(500)
+        f.write(bytes([byte[0] ^ 0xFF]))
+    rebuilt = get_or_build(tmp_path, FIELDS, 4, counting_harvest(calls))
+    assert rebuilt.harvested and len(calls) == 2
+
+
+def test_a_user_given_cache_path_that_does_not_match_is_refused_not_rebuilt(tmp_path):
+    handle = get_or_build(tmp_path, FIELDS, 4, counting_harvest([]))
+    before = handle.acts_path.read_bytes()
+    with pytest.raises(DataError, match="different hook"):
+        get_or_build(tmp_path, {**FIELDS, "hook": "other"}, 4, counting_harvest([]), path=handle.path)
+    assert handle.acts_path.read_bytes() == before
+
+
+def test_two_jobs_starting_at_once_harvest_once(tmp_path):
+    script = textwrap.dedent(f"""
+        import sys, time, torch
+        from interp.sae.cache import get_or_build
+        def fill(writer):
+            open(sys.argv[1] + "/harvest-" + sys.argv[2], "w").close()
+            time.sleep(1.0)   # a slow harvest, so the other job arrives while it runs
+            while writer.write(torch.ones(300, 4)) > 0:
+                pass
+        h = get_or_build(sys.argv[1] + "/cache", {FIELDS!r}, 4, fill)
+        print(h.harvested)
+    """)
+    procs = [subprocess.Popen([sys.executable, "-c", script, str(tmp_path), str(i)], stdout=subprocess.PIPE,
+                              text=True) for i in range(2)]
+    outs = sorted(p.communicate(timeout=120)[0].strip() for p in procs)
+    assert outs == ["False", "True"]
+    assert len(list(tmp_path.glob("harvest-*"))) == 1
+
+
+def test_a_full_disk_leaves_no_cache_that_looks_complete(tmp_path):
+    # RLIMIT_FSIZE makes the kernel refuse writes past 8 kB (the cache is 16 kB) (EFBIG), as a full disk would.
+    script = textwrap.dedent(f"""
+        import resource, signal, sys, torch
+        from interp.errors import DataError
+        from interp.sae.cache import get_or_build
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (8_000, 8_000))
+        def fill(writer):
+            while writer.write(torch.ones(300, 4)) > 0:
+                pass
+        try:
+            get_or_build(sys.argv[1], {FIELDS!r}, 4, fill)
+        except DataError as e:
+            print("DataError:", e)
+    """)
+    out = subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert "DataError:" in out.stdout and "Nothing was kept" in out.stdout, out.stdout + out.stderr
+    assert [p.name for p in tmp_path.iterdir() if not p.name.endswith(".lock")] == []
+    calls = []
+    assert get_or_build(tmp_path, FIELDS, 4, counting_harvest(calls)).harvested   # a later job starts clean
+
+
+def test_cache_reader_visits_every_row_once_per_epoch_in_blocks(tmp_path):
+    def fill(writer):
+        writer.write(torch.arange(1000 * 4, dtype=torch.float32).reshape(1000, 4))
+    handle = get_or_build(tmp_path, FIELDS, 4, fill)
+    reader = CacheReader(handle.acts_path)
+    rows = np.concatenate([b.copy() for b in reader.blocks(128, np.random.default_rng(0))])
+    assert sorted(rows[:, 0].tolist()) == [4.0 * i for i in range(1000)]
+
+
+def test_sparse_decode_topk_matches_saelens_dense_topk_in_loss_and_gradients():
+    from sae_lens.saes.sae import TrainStepInput
+
+    torch.manual_seed(0)
+    spec = {"architecture": "topk", "k": 4, "expansion": 8}
+    dense = build_training_sae({**spec, "sparse_decode": False}, d_in=16)
+    sparse = build_training_sae({**spec, "sparse_decode": True}, d_in=16)
+    assert type(sparse).__name__ == "SparseDecodeTopKTrainingSAE"
+    sparse.load_state_dict(dense.state_dict())
+    x = torch.randn(32, 16)
+    dead = torch.zeros(dense.cfg.d_sae, dtype=torch.bool)
+    dead[:20] = True   # exercise the auxiliary dead-feature loss too
+    outs = []
+    for sae in (dense, sparse):
+        out = sae.training_forward_pass(TrainStepInput(x, {}, dead, 0, False))
+        out.loss.backward()
+        outs.append((out, {n: p.grad.clone() for n, p in sae.named_parameters()}))
+    (d_out, d_grads), (s_out, s_grads) = outs
+    assert torch.allclose(d_out.sae_out, s_out.sae_out, atol=1e-5)
+    assert torch.allclose(d_out.loss, s_out.loss, atol=1e-5)
+    for name in d_grads:
+        assert torch.allclose(d_grads[name], s_grads[name], atol=1e-5), name
+
+
+def test_stream_source_serves_shuffled_harvested_rows_in_batches():
+    from itertools import islice
+
+    from interp.sae.source import StreamBuffer
+
+    model, hook = tiny_transformer(), "blocks.0.hook_resid_post"
+    batches = [lm_batch(seed=i) for i in range(3)]
+    every_row = torch.cat([harvest.activations(model, b, hook) for b in batches])   # 144 rows
+    stream = StreamBuffer(model, batches, hook, batch_size=16, buffer_rows=64, seed=0)
+    served = torch.cat(list(islice(iter(stream), 8)))
+    assert served.shape == (128, 16)
+    distance = torch.cdist(served, every_row).min(dim=1).values
+    assert distance.max() < 1e-5                                   # every row is a real activation
+    assert not torch.allclose(served[:16], every_row[:16])          # ... not served in harvest order
