@@ -10,6 +10,7 @@ from sae_lens import SAE
 from conftest import FAST_BY_DATA
 from interp.data import build_datamodule
 from interp.runs import load_run
+from interp.runs.wandb_offline import history_keys, offline_runs, run_info
 from interp.sae.metrics import EvalAccumulator
 from interp.sae.source import FirstBatches
 from interp.sae.task import evaluate_batch
@@ -68,13 +69,20 @@ def test_each_sae_trains_on_each_model_family_and_round_trips_through_saelens(ar
     assert metrics["trainer/global_step"] == 6
 
 
-def test_a_sweep_harvests_activations_once(base_runs, run_train, tmp_path):
+def test_a_sweep_harvests_activations_once_and_logs_to_one_wandb_group(base_runs, run_train, tmp_path):
     base_dir = base_runs("transformer")
-    run_train(*SAE_FAST, f"base_run={base_dir}", "sae=standard", f"sae.hook={BASES['transformer'][1]}",
-              "sae.l1_coefficient=1,3", run_dir=tmp_path / "sweep", multirun=True)
-    harvested = [json.loads((tmp_path / "sweep" / str(i) / "metrics.json").read_text())["data/cache_harvested"]
-                 for i in range(2)]
+    run_train(*SAE_FAST, "logger=wandb", f"base_run={base_dir}", "sae=standard",
+              f"sae.hook={BASES['transformer'][1]}", "sae.l1_coefficient=1,3", f"sae.cache.root={tmp_path / 'cache'}",
+              run_dir=tmp_path / "sweep",
+              multirun=True)
+    jobs = [tmp_path / "sweep" / str(i) for i in range(2)]
+    harvested = [json.loads((job / "metrics.json").read_text())["data/cache_harvested"] for job in jobs]
     assert harvested == [1, 0]
+    runs = [offline_runs(job)[0] for job in jobs]
+    assert run_info(runs[0])["group"] == run_info(runs[1])["group"] == "sweep"
+    logged = history_keys(runs[0])
+    assert {"train/l0", "val/explained_variance", "val/ce_loss_score", "val/dead_features"} <= logged
+    assert "val/log10_feature_density/bins" in logged     # the feature-density histogram
 
 
 @pytest.mark.parametrize("overrides,message", [

@@ -46,3 +46,12 @@ def run_info(wandb_file: str | Path) -> dict:
             return {"id": r.run_id, "group": r.run_group, "job_type": r.job_type, "project": r.project,
                     "name": r.display_name, "tags": list(r.tags)}
     raise ValueError(f"{wandb_file} holds no run record")
+
+
+def history_keys(wandb_file: str | Path) -> set[str]:
+    """Every metric name logged to the run's history (wandb.log / Lightning's log_metrics)."""
+    keys = set()
+    for record in read_records(wandb_file):
+        if record.WhichOneof("record_type") == "history":
+            keys.update(item.key or "/".join(item.nested_key) for item in record.history.item)
+    return keys

@@ -38,7 +38,8 @@ def variable_alignment(feature_acts: torch.Tensor, variables: dict[str, torch.Te
 
 
 class ArithmeticAlignment(pl.Callback):
-    """At the end of an SAE run on the arithmetic MLP: features vs ptr1, ptr2, a, b."""
+    """At the end of an SAE run on the arithmetic MLP: features vs ptr1, ptr2, a, b, their pairs
+    (ptr1_ptr2, a_b: value = 10*first + second) and the target |a - b|."""
 
     def __init__(self, n_samples: int = 10000):
         self.n_samples = n_samples
@@ -56,7 +57,10 @@ class ArithmeticAlignment(pl.Callback):
         device = pl_module.device
         acts = activations(pl_module.base_model, {"x": x.to(device)}, pl_module.hook)
         feats = pl_module.sae.encode(acts).cpu()
-        truth = {k: v for k, v in ground_truth(x).items() if k != "target"}
+        t = ground_truth(x)
+        # The variables themselves, and their pairs: a sparse dictionary may code conjunctions.
+        truth = {"ptr1": t["ptr1"], "ptr2": t["ptr2"], "a": t["a"], "b": t["b"],
+                 "ptr1_ptr2": t["ptr1"] * 10 + t["ptr2"], "a_b": t["a"] * 10 + t["b"], "target": t["target"].long()}
         rows = variable_alignment(feats, truth)
         out_dir = Path(trainer.default_root_dir) / "figures" / "sae"
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -64,7 +68,8 @@ class ArithmeticAlignment(pl.Callback):
         lines = ["| variable | value | best feature | correlation |", "|---|---|---|---|"]
         lines += [f"| {r['variable']} | {r['value']} | {r['feature']} | {r['corr']:.3f} |" for r in rows]
         (out_dir / "alignment.md").write_text("\n".join(lines) + "\n")
-        self.results = {f"alignment/{r['variable']}={r['value']}": r["corr"] for r in rows}
+        self.results = {f"alignment/{r['variable']}={r['value']}": r["corr"] for r in rows
+                        if r["variable"] in ("ptr1", "ptr2", "a", "b")}   # pairs: only their mean below
         for name in truth:
             corrs = [r["corr"] for r in rows if r["variable"] == name]
             self.results[f"alignment/{name}_mean"] = sum(corrs) / len(corrs)

@@ -67,3 +67,20 @@ def build_training_sae(spec: dict, d_in: int, hook: str | None = None) -> Traini
 
         return SparseDecodeTopKTrainingSAE(cfg)
     return sae_cls(cfg)
+
+
+def inference_sae(sae: TrainingSAE):
+    """The SAELens inference SAE that `save_inference_model` + `SAE.load_from_disk` would give,
+    built in memory (e.g. BatchTopK becomes JumpReLU with its learned threshold). Evaluating
+    this, not the training SAE, makes our metrics the ones users get from the saved files."""
+    from sae_lens import SAE
+    from sae_lens.loading.pretrained_sae_loaders import handle_config_defaulting
+
+    state = {k: v.detach().clone() for k, v in sae.state_dict().items()}
+    sae.process_state_dict_for_saving_inference(state)
+    cfg_dict = handle_config_defaulting(sae.cfg.get_inference_sae_cfg_dict())
+    cfg = SAE.get_sae_config_class_for_architecture(cfg_dict["architecture"]).from_dict(cfg_dict)
+    out = SAE.get_sae_class_for_architecture(cfg.architecture())(cfg)
+    out.process_state_dict_for_loading(state)
+    out.load_state_dict(state)
+    return out.to(sae.W_enc.device).eval()

@@ -22,7 +22,7 @@ from interp.sae import harvest
 from interp.sae.figures import save_density_histogram
 from interp.sae.harvest import place
 from interp.sae.metrics import EvalAccumulator, FiringTracker, coefficient, log10_density, per_token_ce, per_token_kl
-from interp.sae.spec import build_training_sae
+from interp.sae.spec import build_training_sae, inference_sae
 from interp.tasks.base import BaseTask
 
 
@@ -109,10 +109,11 @@ class SAETask(pl.LightningModule):
     # --- evaluation -------------------------------------------------------------------------
     def on_validation_epoch_start(self) -> None:
         self.acc = EvalAccumulator(self.sae.cfg.d_sae, self.spec["dense_threshold"])
+        self.eval_sae = inference_sae(self.sae)   # the SAE as saved, not its training form
 
     @torch.no_grad()
     def validation_step(self, batch: dict, batch_idx: int) -> None:
-        evaluate_batch(self.sae, self.base_model, self.hook, batch, self.acc)
+        evaluate_batch(self.eval_sae, self.base_model, self.hook, batch, self.acc)
 
     def on_validation_epoch_end(self) -> None:
         results = self.acc.compute()
