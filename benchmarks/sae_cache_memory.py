@@ -4,10 +4,11 @@ Builds a cache of `--rows` x `--d-in` float32 activations (random; only the
 size matters), then in a fresh process trains a standard SAE for one pass over
 it through the same CacheStream that `sae.source=cache` uses, with
 `--buffer` rows per read block, and reports the peak RSS growth over the
-process's RSS just before training, against the cache's size. Loading the
-cache whole would grow RSS by at least its size.
+process's RSS just before training, against the cache's size, for each cache
+size in `--rows`. Loading the cache whole would grow RSS by at least its size;
+streaming keeps the growth flat as the cache grows.
 
-    python benchmarks/sae_cache_memory.py [--rows 1000000] [--d-in 128] [--buffer 65536]
+    python benchmarks/sae_cache_memory.py [--rows 250000 1000000] [--d-in 128] [--buffer 65536]
 """
 
 import argparse
@@ -48,11 +49,17 @@ CHILD = textwrap.dedent("""
 
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("--rows", type=int, default=1_000_000)
+    p.add_argument("--rows", type=int, nargs="+", default=[250_000, 1_000_000])
     p.add_argument("--d-in", type=int, default=128)
     p.add_argument("--buffer", type=int, default=65536)
     p.add_argument("--batch", type=int, default=4096)
     args = p.parse_args()
+    for rows in args.rows:   # growth that does not follow the cache size is the step's own working memory
+        measure(args, rows)
+
+
+def measure(args, rows: int) -> None:
+    args = argparse.Namespace(**{**vars(args), "rows": rows})
     with tempfile.TemporaryDirectory() as tmp:
         def fill(writer):
             g = torch.Generator().manual_seed(0)

@@ -56,6 +56,16 @@ def build_callbacks(cfg: DictConfig, has_logger: bool) -> list[pl.Callback]:
     return callbacks
 
 
+class LastValidation(pl.Callback):
+    """The global step of the last full validation during fit (None before any)."""
+
+    step: int | None = None
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        if not trainer.sanity_checking:
+            self.step = trainer.global_step
+
+
 def _has_test_split(dm: pl.LightningDataModule) -> bool:
     return getattr(dm, "test_ds", None) is not None  # datasets without one fall back to val: skip
 
@@ -79,9 +89,9 @@ def train(cfg: DictConfig) -> dict:
         task = TASKS[cfg.task.name](config)
 
     loggers = build_loggers(cfg, hydra_cfg)
-    throughput = Throughput()
+    throughput, last_val = Throughput(), LastValidation()
     trainer: pl.Trainer = hydra.utils.instantiate(
-        cfg.trainer, logger=loggers or False, callbacks=[*build_callbacks(cfg, bool(loggers)), throughput])
+        cfg.trainer, logger=loggers or False, callbacks=[*build_callbacks(cfg, bool(loggers)), throughput, last_val])
     if trainer.is_global_zero:
         write_config(run_dir, cfg)
         (run_dir / "figures").mkdir(exist_ok=True)
@@ -94,7 +104,8 @@ def train(cfg: DictConfig) -> dict:
     # Learning-rate monitor values are curves, not results: W&B has them.
     metrics = {k: v.item() for k, v in trainer.callback_metrics.items() if not k.startswith("lr-")}
     if cfg.final_eval:
-        metrics.update(trainer.validate(task, datamodule=dm, verbose=False)[0])
+        if last_val.step != trainer.global_step:   # else the last validation already saw these weights
+            metrics.update(trainer.validate(task, datamodule=dm, verbose=False)[0])
         if _has_test_split(dm):
             metrics.update(trainer.test(task, datamodule=dm, verbose=False)[0])
     metrics.update(throughput.summary(trainer.world_size))

@@ -271,3 +271,18 @@ def test_the_evaluated_sae_is_exactly_what_saelens_loads_from_disk(arch, tmp_pat
     ours = inference_sae(sae)
     assert type(ours) is type(loaded)
     assert torch.allclose(ours.decode(ours.encode(x)), loaded.decode(loaded.encode(x)), atol=1e-6)
+
+
+def test_downstream_ce_and_kl_match_saelens_definitions():
+    from sae_lens.evals import _kl
+
+    from interp.sae.metrics import lm_downstream
+
+    g = torch.Generator().manual_seed(0)
+    clean, sae, abl = (torch.randn(3, 5, 11, generator=g) for _ in range(3))
+    targets = torch.randint(0, 11, (3, 5), generator=g)
+    keep = torch.rand(3, 5, generator=g) > 0.3
+    got = lm_downstream(clean, sae, abl, targets, keep)
+    ce = torch.nn.functional.cross_entropy(sae[keep], targets[keep], reduction="none")
+    assert torch.allclose(got["ce_loss_with_sae"], ce, atol=1e-5)
+    assert torch.allclose(got["kl_div_with_ablation"], _kl(clean[keep], abl[keep]), atol=1e-5)

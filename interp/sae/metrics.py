@@ -12,7 +12,7 @@
 from __future__ import annotations
 
 import torch
-from sae_lens.evals import ExplainedVarianceCalculator, _kl
+from sae_lens.evals import ExplainedVarianceCalculator
 from torch import nn
 
 LOG_DENSITY_EPS = 1e-10  # SAELens's epsilon for log10 feature density
@@ -39,12 +39,12 @@ class FiringTracker(nn.Module):
 
     @torch.no_grad()
     def update(self, feature_acts: torch.Tensor) -> None:
-        fired = feature_acts.bool().float()
-        if fired.is_sparse:
-            fired = fired.to_dense()
+        if feature_acts.is_sparse:
+            feature_acts = feature_acts.to_dense()
+        counts = (feature_acts != 0).sum(0)          # one pass over [B, d_sae]
         self.steps_since_fired += 1
-        self.steps_since_fired[fired.sum(0).bool()] = 0
-        self.fire_counts += fired.sum(0)
+        self.steps_since_fired[counts > 0] = 0
+        self.fire_counts += counts
         self.n_samples += feature_acts.shape[0]
 
     def dead_mask(self) -> torch.Tensor:
@@ -110,10 +110,18 @@ class EvalAccumulator:
         return self.fire_counts / max(self.tokens, 1)
 
 
-def per_token_ce(logits: torch.Tensor, targets: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy of the kept positions (targets -100 excluded by `keep`)."""
-    return nn.functional.cross_entropy(logits[keep].float(), targets[keep], reduction="none")
+def lm_downstream(clean: torch.Tensor, with_sae: torch.Tensor, ablated: torch.Tensor, targets: torch.Tensor,
+                  keep: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Per-token CE of the three runs and KL(clean || run) of the other two, over kept positions.
 
-
-def per_token_kl(clean_logits: torch.Tensor, new_logits: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
-    return _kl(clean_logits[keep].float(), new_logits[keep].float())
+    Same quantities as SAELens's get_recons_loss / _kl, with one log-softmax per run
+    (kl_div(reduction="none") over the vocabulary was 2/3 of an evaluation's time).
+    """
+    t = targets[keep]
+    logp = {name: torch.log_softmax(x[keep].float(), dim=-1)
+            for name, x in (("without_sae", clean), ("with_sae", with_sae), ("with_ablation", ablated))}
+    out = {f"ce_loss_{name}": -lp.gather(-1, t[:, None])[:, 0] for name, lp in logp.items()}
+    p_clean = logp["without_sae"].exp()
+    for name in ("with_sae", "with_ablation"):
+        out[f"kl_div_{name}"] = (p_clean * (logp["without_sae"] - logp[name])).sum(-1)
+    return out

@@ -21,7 +21,7 @@ from interp.errors import TrainingDiverged
 from interp.sae import harvest
 from interp.sae.figures import save_density_histogram
 from interp.sae.harvest import place
-from interp.sae.metrics import EvalAccumulator, FiringTracker, coefficient, log10_density, per_token_ce, per_token_kl
+from interp.sae.metrics import EvalAccumulator, FiringTracker, coefficient, lm_downstream, log10_density
 from interp.sae.spec import build_training_sae, inference_sae
 from interp.tasks.base import BaseTask
 
@@ -173,10 +173,8 @@ def evaluate_batch(sae, base_model, hook: str, batch: dict, acc: EvalAccumulator
         keep = batch["targets"] != -100
         if mask is not None:
             keep &= mask
-        for name, logits in (("without_sae", clean), ("with_sae", with_sae), ("with_ablation", ablated)):
-            acc.add_downstream(f"ce_loss_{name}", per_token_ce(logits, batch["targets"], keep))
-        acc.add_downstream("kl_div_with_sae", per_token_kl(clean, with_sae, keep))
-        acc.add_downstream("kl_div_with_ablation", per_token_kl(clean, ablated, keep))
+        for name, per_token in lm_downstream(clean, with_sae, ablated, batch["targets"], keep).items():
+            acc.add_downstream(name, per_token)
     else:                         # regression: the task's MSE
         for name, pred in (("without_sae", clean), ("with_sae", with_sae), ("with_ablation", ablated)):
             acc.add_downstream(f"task_mse_{name}", (pred.float() - batch["y"].float()).pow(2))
