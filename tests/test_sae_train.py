@@ -102,3 +102,17 @@ def test_bad_sae_input_is_a_clear_error(overrides, message, base_runs, run_train
 def test_a_base_run_that_is_not_a_run_is_a_clear_error(base_run, message, run_train, tmp_path):
     proc = run_train(*SAE_FAST, f"base_run={base_run}", "sae.hook=x", run_dir=tmp_path / "r", expect_ok=False)
     assert proc.returncode == 2 and message in proc.stderr, proc.stderr[-2000:]
+
+
+def test_arithmetic_sae_trains_its_base_once_then_reports_feature_alignment(run_train, tmp_path):
+    base = ",".join(f'"{o}"' for o in ["experiment=arithmetic_mlp", *FAST_BY_DATA["arithmetic"]])
+    args = ["experiment=arithmetic_sae", "base_run=auto", f"base_overrides=[{base}]",
+            f"paths.base_runs_dir={tmp_path / 'bases'}", *SAE_FAST[1:], "sae.d_sae=256"]
+    first = run_train(*args, run_dir=tmp_path / "sae1")
+    assert "training the base run first" in first.stdout
+    assert len(list((tmp_path / "bases").glob("*/metrics.json"))) == 1
+    metrics = json.loads((tmp_path / "sae1" / "metrics.json").read_text())
+    assert {"val/task_mse_with_sae", "alignment/ptr1_mean", "alignment/a_b_mean", "alignment/a=7"} <= set(metrics)
+    assert "| ptr1 | 0 |" in (tmp_path / "sae1" / "figures" / "sae" / "alignment.md").read_text()
+    second = run_train(*args, run_dir=tmp_path / "sae2")   # the base is reused, not trained again
+    assert "training the base run first" not in second.stdout

@@ -22,14 +22,14 @@ from interp.sae.cache import _locked, file_sha256
 from interp.sae.harvest import check_hook
 
 
-def ensure_base_run(overrides: list[str], root: Path) -> Path:
+def ensure_base_run(overrides: list[str], root: Path, base_runs_dir: Path) -> Path:
     """`base_run=auto`: train the base described by `base_overrides` once, reuse it after.
 
-    The run lives in outputs/base_runs/<hash of the overrides>; a lock makes the jobs
+    The run lives in <paths.base_runs_dir>/<hash of the overrides>; a lock makes the jobs
     of a sweep wait for the first one instead of each training a copy.
     """
     key = hashlib.sha256(json.dumps(sorted(overrides)).encode()).hexdigest()[:12]
-    run_dir = root / "outputs" / "base_runs" / key
+    run_dir = base_runs_dir / key
     with _locked(run_dir.with_suffix(".lock")):
         if not (run_dir / "metrics.json").is_file():
             cmd = [sys.executable, str(root / "train.py"), *overrides, f"hydra.run.dir={run_dir}"]
@@ -53,7 +53,7 @@ def prepare(cfg: DictConfig, meta: dict):
         raise ConfigError("task=sae needs the run whose activations to learn: base_run=<run dir> "
                           "(or base_run=auto with base_overrides=[experiment=...]).")
     root = Path(cfg.paths.root_dir)
-    base_dir = (ensure_base_run(list(cfg.base_overrides), root) if cfg.base_run == "auto"
+    base_dir = (ensure_base_run(list(cfg.base_overrides), root, Path(cfg.paths.base_runs_dir)) if cfg.base_run == "auto"
                 else Path(to_absolute_path(str(cfg.base_run))))
     base = load_run(base_dir)
     if base.config.get("task", {}).get("name") == "sae":

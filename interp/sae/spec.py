@@ -60,6 +60,10 @@ def build_training_sae(spec: dict, d_in: int, hook: str | None = None) -> Traini
     if unknown := sorted(set(kwargs) - valid):
         raise ConfigError(f"sae.{unknown[0]} is not a setting of the {arch} SAE (SAELens {cfg_cls.__name__}). "
                           f"Valid: {sorted(valid | OWN_FIELDS)}.")
+    if kwargs.get("normalize_activations", "none") != "none":
+        # SAELens applies these in its trainer (ActivationScaler), not in the SAE; our loop does not yet.
+        raise ConfigError(f"sae.normalize_activations={kwargs['normalize_activations']!r} is not supported yet. "
+                          "Fix: sae.normalize_activations=none.")
     cfg = cfg_cls(d_in=d_in, d_sae=d_sae_of(spec, d_in), **kwargs)
     cfg.metadata.hook_name = hook
     if arch == "topk" and spec.get("sparse_decode", False) and not cfg.use_sparse_activations:
