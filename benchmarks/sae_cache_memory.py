@@ -13,12 +13,10 @@ streaming keeps the growth flat as the cache grows.
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import tempfile
 import textwrap
-from pathlib import Path
 
 import torch
 

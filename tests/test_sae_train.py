@@ -4,7 +4,6 @@ model family, the SAELens round trip, the shared cache in a sweep, and bad input
 import json
 
 import pytest
-import torch
 from sae_lens import SAE
 
 from conftest import FAST_BY_DATA

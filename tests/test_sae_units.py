@@ -11,6 +11,7 @@ import pytest
 import torch
 from transformer_lens import HookedTransformer, HookedTransformerConfig
 
+from interp.analyses.inputs import check_hook
 from interp.errors import ConfigError, DataError
 from interp.sae import harvest
 from interp.sae.cache import MANIFEST_FILE, CacheReader, get_or_build
@@ -97,7 +98,7 @@ def test_harvest_skips_padding_and_stops_early():
 
 def test_a_wrong_hook_lists_the_valid_ones():
     with pytest.raises(ConfigError, match="blocks.0.hook_resid_post") as e:
-        harvest.check_hook(tiny_transformer(), "blocks.9.hook_resid_post")
+        check_hook(tiny_transformer(), "blocks.9.hook_resid_post", "sae.hook")
     assert "Valid hooks" in str(e.value)
 
 

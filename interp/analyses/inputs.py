@@ -32,11 +32,15 @@ def model_n_ctx(model) -> int | None:
     return getattr(cfg, "n_ctx", None) if cfg is not None else getattr(model, "n_ctx", None)
 
 
-def check_hook(model, hook: str) -> str:
-    """`hook` if the model has a hook point of that name, else a ConfigError listing the valid names."""
+def check_hook(model, hook: str | None, setting: str = "hook", model_name: str = "the model") -> str:
+    """`hook` if the model has a hook point of that name, else a ConfigError listing the valid names.
+
+    `setting` is the override the user typed it in (`hook` for analyses, `sae.hook` for SAE runs).
+    """
     if hook not in model.hook_dict:
-        raise ConfigError(f"the model has no hook {hook!r}; valid hooks: {', '.join(model.hook_dict)}. "
-                          "Fix: pass hook=<one of those> (`analyze.py run=<run> hooks` shows their shapes).")
+        raise ConfigError(f"{setting}={hook!r} is not a hook of {model_name}. Valid hooks: "
+                          f"{', '.join(sorted(model.hook_dict))}. Fix: {setting}=<one of the valid hooks> "
+                          "(`python analyze.py run=<run> hooks` shows their shapes).")
     return hook
 
 

@@ -128,7 +128,8 @@ def problem_with(path: Path, expected: dict, verify_hash: bool) -> str | None:
 
 
 @contextlib.contextmanager
-def _locked(lock_path: Path):
+def file_lock(lock_path: Path):
+    """Hold an exclusive flock on `lock_path` (created if missing); other holders wait."""
     lock_path.parent.mkdir(parents=True, exist_ok=True)
     with open(lock_path, "a") as f:
         try:
@@ -165,7 +166,7 @@ def get_or_build(
         return CacheHandle(path, json.loads((path / MANIFEST_FILE).read_text()), harvested=False)
 
     final = Path(root) / cache_key(fields)
-    with _locked(final.with_suffix(".lock")):
+    with file_lock(final.with_suffix(".lock")):
         if final.exists():
             if (reason := problem_with(final, fields, verify_hash)) is None:
                 log.info("reusing activation cache %s", final)

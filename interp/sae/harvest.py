@@ -43,18 +43,6 @@ def place(model, device) -> None:
         model.to(device)
 
 
-def hook_names(model) -> list[str]:
-    return sorted(model.hook_dict)
-
-
-def check_hook(model, hook: str | None, model_name: str = "the base model") -> None:
-    names = hook_names(model)
-    if hook not in names:
-        raise ConfigError(
-            f"sae.hook={hook!r} is not a hook of {model_name}. Valid hooks: {', '.join(names)}. "
-            "Fix: sae.hook=<one of them> (python analyze.py run=<base run> hooks shows their shapes).")
-
-
 @torch.no_grad()
 def activations(model, batch: dict, hook: str) -> torch.Tensor:
     """[n_valid_positions, d] activations of `batch` at `hook` (rows of a regression batch)."""

@@ -87,7 +87,7 @@ class EvalAccumulator:
 
     def compute(self) -> dict[str, float]:
         n = max(self.tokens, 1)
-        density = self.fire_counts / n
+        density = self.density()
         out = {
             "mse": self.sq_err / n,
             "explained_variance": self.ev.compute(),

@@ -16,10 +16,10 @@ from pathlib import Path
 from hydra.utils import to_absolute_path
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from interp.analyses.inputs import check_hook
 from interp.errors import ConfigError, RunDirError
 from interp.runs import load_run
-from interp.sae.cache import _locked, file_sha256
-from interp.sae.harvest import check_hook
+from interp.sae.cache import file_lock, file_sha256
 
 
 def ensure_base_run(overrides: list[str], root: Path, base_runs_dir: Path) -> Path:
@@ -30,7 +30,7 @@ def ensure_base_run(overrides: list[str], root: Path, base_runs_dir: Path) -> Pa
     """
     key = hashlib.sha256(json.dumps(sorted(overrides)).encode()).hexdigest()[:12]
     run_dir = base_runs_dir / key
-    with _locked(run_dir.with_suffix(".lock")):
+    with file_lock(run_dir.with_suffix(".lock")):
         if not (run_dir / "metrics.json").is_file():
             cmd = [sys.executable, str(root / "train.py"), *overrides, f"hydra.run.dir={run_dir}"]
             print(f"base_run=auto: training the base run first: {' '.join(cmd[1:])}", flush=True)
@@ -61,7 +61,7 @@ def prepare(cfg: DictConfig, meta: dict):
     spec = cfg.get("sae")
     if spec is None:
         raise ConfigError("task=sae needs an SAE spec: sae=standard|topk|batchtopk|jumprelu|gated.")
-    check_hook(base.model, spec.hook, f"base run {base_dir} ({base.config['model']['arch']})")
+    check_hook(base.model, spec.hook, "sae.hook", f"base run {base_dir} ({base.config['model']['arch']})")
 
     data = OmegaConf.merge(base.config["data"], _data_overrides(meta["overrides"]))
     seed = base.config["seed"]           # the base run's data splits, not new ones

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from functools import cached_property
 from itertools import islice
 
 import numpy as np
@@ -115,8 +116,8 @@ class ActivationDataModule(pl.LightningDataModule):
                                       path=c.get("path"), verify_hash=c.get("verify", True))
             self.summary.update(cache=str(self.cache.path), cache_harvested=int(self.cache.harvested))
 
-    @property
-    def d_in(self) -> int:
+    @cached_property
+    def d_in(self) -> int:   # one forward of the base model; prepare() and setup() both need it
         return harvest.hook_width(self.base_model, next(iter(self.base_dm.val_dataloader())), self.spec["hook"])
 
     def _harvest(self, writer: CacheWriter) -> None:

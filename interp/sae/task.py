@@ -41,7 +41,6 @@ class SAETask(pl.LightningModule):
                              for name, c in self.sae.get_coefficients().items()}
         # Frozen and not a submodule: not in parameters() (the optimiser), nor in checkpoints.
         object.__setattr__(self, "base_model", base_model)
-        self.eval_results: dict[str, float] = {}
         self.eval_density: torch.Tensor | None = None
 
     def on_fit_start(self) -> None:
@@ -118,7 +117,7 @@ class SAETask(pl.LightningModule):
     def on_validation_epoch_end(self) -> None:
         results = self.acc.compute()
         results["dead_features"] = int(self.tracker.dead_mask().sum())
-        self.eval_results, self.eval_density = results, self.acc.density()
+        self.eval_density = self.acc.density()
         self.log_dict({f"val/{k}": float(v) for k, v in results.items()}, prog_bar=False)
         self.log("val/loss", results["mse"], prog_bar=True)   # for ModelCheckpoint(monitor=val/loss)
         if not self.trainer.sanity_checking:
