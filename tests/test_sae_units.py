@@ -232,6 +232,48 @@ def test_sparse_decode_topk_matches_saelens_dense_topk_in_loss_and_gradients():
         assert torch.allclose(d_grads[name], s_grads[name], atol=1e-5), name
 
 
+@pytest.mark.parametrize("apply_b_dec_to_input", [True, False])
+def test_fused_standard_step_matches_saelens_standard_in_outputs_and_every_gradient(apply_b_dec_to_input):
+    from sae_lens.saes.sae import TrainStepInput
+
+    torch.manual_seed(0)
+    spec = {"architecture": "standard", "expansion": 4, "apply_b_dec_to_input": apply_b_dec_to_input}
+    plain = build_training_sae({**spec, "fused": False}, d_in=16)
+    fused = build_training_sae({**spec, "fused": True}, d_in=16)
+    assert type(fused).__name__ == "FusedStandardTrainingSAE"
+    with torch.no_grad():                      # non-zero biases, so every term has a gradient
+        plain.b_dec.normal_()
+        plain.b_enc.normal_(0, 0.1)
+        plain.W_dec[3].zero_()                 # a zero decoder row: its norm's gradient is 0 in both
+    fused.load_state_dict(plain.state_dict())
+    x = torch.randn(64, 16)
+    outs = []
+    for sae in (plain, fused):
+        x_in = x.clone().requires_grad_(True)
+        out = sae.training_forward_pass(TrainStepInput(x_in, {"l1": 0.7}, None, 0, False))
+        # Gradients also flow in through sae_out and feature_acts, as from any loss a caller adds.
+        (out.loss + 0.3 * out.sae_out.sin().sum() + 0.2 * out.feature_acts.cos().sum()).backward()
+        outs.append((out, {n: p.grad.clone() for n, p in sae.named_parameters()}, x_in.grad))
+    (p_out, p_grads, p_x), (f_out, f_grads, f_x) = outs
+    for field in ("sae_out", "feature_acts", "hidden_pre", "loss"):
+        assert torch.allclose(getattr(p_out, field), getattr(f_out, field), atol=1e-5), field
+    for name in ("mse_loss", "l1_loss"):
+        assert torch.allclose(p_out.losses[name], f_out.losses[name], atol=1e-5), name
+    for name in p_grads:
+        assert torch.allclose(p_grads[name], f_grads[name], atol=1e-5), name
+    assert torch.allclose(p_x, f_x, atol=1e-6)
+
+
+def test_fused_standard_step_falls_back_to_saelens_when_a_hook_is_attached():
+    from sae_lens.saes.sae import TrainStepInput
+
+    fused = build_training_sae({"architecture": "standard", "expansion": 4, "fused": True}, d_in=16)
+    seen = []
+    fused.hook_sae_acts_post.add_hook(lambda act, hook: seen.append(act.shape))
+    fused.training_forward_pass(TrainStepInput(torch.randn(8, 16), {"l1": 1.0}, None, 0, False))
+    assert seen == [torch.Size([8, 64])]       # the hook ran: SAELens's own path was taken
+
+
 def test_stream_source_serves_shuffled_harvested_rows_in_batches():
     from itertools import islice
 

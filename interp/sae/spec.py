@@ -37,7 +37,7 @@ ARCHITECTURES = {
 OWN_FIELDS = {
     "architecture", "hook", "expansion", "d_sae", "batch_size", "source", "harvest_tokens", "buffer_tokens",
     "d_in", "cache", "dead_feature_window", "feature_sampling_window", "dense_threshold", "eval_batches",
-    "sparse_decode",
+    "sparse_decode", "fused",
 }
 
 
@@ -70,6 +70,10 @@ def build_training_sae(spec: dict, d_in: int, hook: str | None = None) -> Traini
         from interp.sae.sparse_topk import SparseDecodeTopKTrainingSAE
 
         return SparseDecodeTopKTrainingSAE(cfg)
+    if arch == "standard" and spec.get("fused", False):
+        from interp.sae.fused_standard import FusedStandardTrainingSAE
+
+        return FusedStandardTrainingSAE(cfg)
     return sae_cls(cfg)
 
 
