@@ -13,6 +13,7 @@ harvest costs next to training.
 """
 
 import argparse
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -22,7 +23,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
-def sweep(args, cache_root: str, sweep_dir: Path) -> float:
+def sweep(args, cache_root: str, sweep_dir: Path) -> tuple[float, list[float]]:
+    """Wall time of the whole sweep, and each job's time (between consecutive metrics.json writes;
+    the first job's from its first log line)."""
     cmd = [sys.executable, str(REPO / "train.py"), "-m", "task=sae", f"base_run={args.base_run}", "sae=standard",
            f"sae.hook={args.hook}", "sae.l1_coefficient=1,3,10,30", f"sae.harvest_tokens={args.tokens}",
            f"trainer.max_steps={args.steps}", f"trainer.val_check_interval={args.steps}", "logger=none",
@@ -30,7 +33,11 @@ def sweep(args, cache_root: str, sweep_dir: Path) -> float:
            *args.extra]
     start = time.perf_counter()
     subprocess.run(cmd, cwd=REPO, check=True, capture_output=True)
-    return time.perf_counter() - start
+    wall = time.perf_counter() - start
+    ends = [(sweep_dir / str(i) / "metrics.json").stat().st_mtime for i in range(4)]
+    first_start = (sweep_dir / "0" / ".hydra" / "config.yaml").stat().st_mtime   # written as job 0 begins
+    jobs = [b - a for a, b in zip([first_start, *ends], ends)]
+    return wall, jobs
 
 
 def main():
@@ -43,12 +50,18 @@ def main():
     args = p.parse_args()
     args.base_run = str(Path(args.base_run).resolve())
     with tempfile.TemporaryDirectory() as tmp:
-        shared = sweep(args, f"{tmp}/shared", Path(tmp) / "shared-sweep")
-        separate = sweep(args, tmp + "/own-${sae.l1_coefficient}", Path(tmp) / "own-sweep")
+        shared, shared_jobs = sweep(args, f"{tmp}/shared", Path(tmp) / "shared-sweep")
+        separate, separate_jobs = sweep(args, tmp + "/own-${sae.l1_coefficient}", Path(tmp) / "own-sweep")
         harvested = sorted(p.parent.parent.name for p in Path(tmp).glob("*/*/manifest.json"))
     print(f"4 jobs, {args.tokens} harvested activations at {args.hook}, {args.steps} SAE steps each; "
           f"caches written: {harvested}")
     print(f"shared cache: {shared:.1f} s; every job harvesting: {separate:.1f} s; ratio {separate / shared:.2f}x")
+    print("per job (s): shared " + " ".join(f"{t:.1f}" for t in shared_jobs)
+          + "; every job harvesting " + " ".join(f"{t:.1f}" for t in separate_jobs))
+    harvest = statistics.mean(separate_jobs[1:]) - statistics.mean(shared_jobs[1:])
+    other = statistics.mean(shared_jobs[1:])
+    print(f"so a harvest costs ~{harvest:.1f} s, the rest of a job ~{other:.1f} s, and process start-up and "
+          f"the first job's one-time work ~{shared - 4 * other - harvest:.1f} s")
 
 
 if __name__ == "__main__":

@@ -50,14 +50,18 @@ def activations(model, batch: dict, hook: str) -> torch.Tensor:
     inputs = model_inputs(batch).to(device)
     kwargs = {"stop_at_layer": stop_layer(model, hook)} if isinstance(model, HookedTransformer) else {}
     _, cache = model.run_with_cache(inputs, names_filter=hook, **kwargs)
-    acts = cache[hook]
+    return rows(cache[hook], batch, hook)
+
+
+def rows(acts: torch.Tensor, batch: dict, hook: str) -> torch.Tensor:
+    """A hook's cached activations as SAE input rows [n, d]: one per valid position (or example)."""
     if acts.ndim == 2:          # [B, d]: one row per example (arithmetic MLP)
         return acts
     if acts.ndim != 3:          # e.g. attention hooks [B, head, q, k]: not one vector per token
         raise ConfigError(f"sae.hook={hook!r} gives activations of shape {list(acts.shape)}; an SAE needs "
                           "one vector per token ([batch, pos, d]). Fix: choose such a hook, e.g. blocks.0.hook_resid_post.")
     mask = valid_positions(batch)
-    return acts[mask.to(device)] if mask is not None else acts.flatten(0, 1)
+    return acts[mask.to(acts.device)] if mask is not None else acts.flatten(0, 1)
 
 
 def hook_width(model, batch: dict, hook: str) -> int:

@@ -152,20 +152,24 @@ def evaluate_batch(sae, base_model, hook: str, batch: dict, acc: EvalAccumulator
     device = next(base_model.parameters()).device
     batch = {k: v.to(device) for k, v in batch.items()}
     inputs = harvest.model_inputs(batch)
-    acts = harvest.activations(base_model, batch, hook)
+    clean, cache = base_model.run_with_cache(inputs, names_filter=hook)   # the clean run also gives the SAE input
+    acts = harvest.rows(cache[hook], batch, hook)
     feats = sae.encode(acts)
-    acc.add(acts, sae.decode(feats), feats)
+    recon = sae.decode(feats)
+    acc.add(acts, recon, feats)
 
     mask = harvest.valid_positions(batch)
 
-    def splice(act, hook=None):
-        new = sae.decode(sae.encode(act)).to(act.dtype)
-        return torch.where(mask[..., None], new, act) if mask is not None else new
+    def splice(act, hook=None):   # same prefix as the clean run, so the same activations: reuse recon
+        if act.ndim == 2 or mask is None:
+            return recon.to(act.dtype).view(act.shape)
+        out = act.clone()
+        out[mask] = recon.to(act.dtype)
+        return out
 
     def zero(act, hook=None):
         return torch.zeros_like(act)
 
-    clean = base_model(inputs)
     with_sae = base_model.run_with_hooks(inputs, fwd_hooks=[(hook, splice)])
     ablated = base_model.run_with_hooks(inputs, fwd_hooks=[(hook, zero)])
     if "targets" in batch:        # language model: CE (and KL) over positions that have a target
