@@ -84,6 +84,25 @@ def test_a_sweep_harvests_activations_once_and_logs_to_one_wandb_group(base_runs
     assert "val/log10_feature_density/bins" in logged     # the feature-density histogram
 
 
+@pytest.mark.parametrize("source", ["cache", "stream"])
+def test_ddp_sae_run_counts_firing_over_every_rank_and_saves_one_sae(source, base_runs, run_train, tmp_path):
+    import torch
+
+    run_dir = tmp_path / "ddp"
+    run_train(*SAE_FAST, "trainer=ddp_cpu", f"base_run={base_runs('transformer')}", "sae=topk", "sae.k=4",
+              f"sae.hook={BASES['transformer'][1]}", f"sae.source={source}", f"sae.cache.root={tmp_path / 'cache'}",
+              run_dir=run_dir)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["trainer/global_step"] == 6
+    state = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)["state_dict"]
+    assert int(state["tracker.n_samples"]) == 2 * 128 * 6     # both ranks' batches, every step
+    saved = SAE.load_from_disk(str(run_dir / "sae"))
+    assert saved.cfg.d_sae == 2 * saved.cfg.d_in
+    if source == "cache":
+        assert metrics["data/cache_harvested"] == 1 and len(list((tmp_path / "cache").glob("*/manifest.json"))) == 1
+    assert not list(tmp_path.glob("*/*/metrics.json")), "rank 1 must not create a run dir of its own"
+
+
 @pytest.mark.parametrize("overrides,message", [
     (["sae.hook=blocks.7.hook_resid_post"], "Valid hooks: "),
     (["sae.hook=blocks.0.hook_resid_post", "sae.d_in=7"], "sae.d_in=7 but blocks.0.hook_resid_post"),

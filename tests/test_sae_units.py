@@ -290,6 +290,22 @@ def test_stream_source_serves_shuffled_harvested_rows_in_batches():
     assert not torch.allclose(served[:16], every_row[:16])          # ... not served in harvest order
 
 
+def test_under_ddp_each_rank_streams_activations_of_its_own_base_batches(monkeypatch):
+    from itertools import islice
+
+    from interp.sae import source
+
+    model, hook = tiny_transformer(), "blocks.0.hook_resid_post"
+    batches = [lm_batch(seed=i) for i in range(4)]
+    per_batch = [harvest.activations(model, b, hook) for b in batches]   # 48 rows each
+    monkeypatch.setattr(source, "_rank_and_world", lambda: (1, 2))
+    served = torch.cat(list(islice(iter(source.StreamBuffer(model, batches, hook, 16, 96, seed=0)), 6)))
+
+    def nearest_batch(row):
+        return min(range(4), key=lambda i: (per_batch[i] - row).abs().amax(-1).min().item())
+    assert {nearest_batch(row) for row in served} == {1, 3}   # rank 1 of 2: base batches 1, 3, 5, ...
+
+
 @pytest.mark.parametrize("arch", ["standard", "topk", "batchtopk", "jumprelu", "gated"])
 def test_the_evaluated_sae_is_exactly_what_saelens_loads_from_disk(arch, tmp_path):
     from sae_lens import SAE

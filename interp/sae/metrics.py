@@ -39,13 +39,20 @@ class FiringTracker(nn.Module):
 
     @torch.no_grad()
     def update(self, feature_acts: torch.Tensor) -> None:
+        """Count this step's firings; under DDP, summed over every rank's batch, so all ranks
+        share one dead-feature mask (it enters TopK's auxiliary loss) and one density."""
         if feature_acts.is_sparse:
             feature_acts = feature_acts.to_dense()
-        counts = (feature_acts != 0).sum(0)          # one pass over [B, d_sae]
+        counts = (feature_acts != 0).sum(0, dtype=torch.float32)   # one pass over [B, d_sae]
+        n = torch.full((1,), feature_acts.shape[0], dtype=torch.float32, device=counts.device)
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            both = torch.cat([counts, n])
+            torch.distributed.all_reduce(both)
+            counts, n = both[:-1], both[-1:]
         self.steps_since_fired += 1
         self.steps_since_fired[counts > 0] = 0
         self.fire_counts += counts
-        self.n_samples += feature_acts.shape[0]
+        self.n_samples += n.long()[0]
 
     def dead_mask(self) -> torch.Tensor:
         return self.steps_since_fired > self.dead_feature_window

@@ -68,8 +68,10 @@ class StreamBuffer(IterableDataset):
         self.batch_size, self.buffer_rows, self.seed = batch_size, max(2 * batch_size, buffer_rows), seed
 
     def __iter__(self) -> Iterator[torch.Tensor]:
-        g = torch.Generator().manual_seed(self.seed)
-        source = harvest.stream(self.base_model, endless(self.loader), self.hook)
+        rank, world = _rank_and_world()
+        g = torch.Generator().manual_seed(self.seed + rank)
+        base_batches = islice(endless(self.loader), rank, None, world)   # each DDP rank its own base batches
+        source = harvest.stream(self.base_model, base_batches, self.hook)
         buffer = torch.empty(0)
         while True:
             parts = [buffer]
