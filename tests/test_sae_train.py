@@ -103,6 +103,34 @@ def test_ddp_sae_run_counts_firing_over_every_rank_and_saves_one_sae(source, bas
     assert not list(tmp_path.glob("*/*/metrics.json")), "rank 1 must not create a run dir of its own"
 
 
+@pytest.mark.parametrize("norm,arch", [("expected_average_only_in", "standard"), ("covariance_whitening", "topk"),
+                                       ("layer_norm", "standard")])
+def test_normalized_activations_train_and_the_saved_sae_reads_raw_activations(norm, arch, base_runs, run_train,
+                                                                             tmp_path):
+    import numpy as np
+    import torch
+
+    run_dir = tmp_path / "sae"
+    run_train(*SAE_FAST, f"base_run={base_runs('transformer')}", f"sae={arch}", *(["sae.k=4"] if arch == "topk" else []),
+              f"sae.hook={BASES['transformer'][1]}", f"sae.normalize_activations={norm}",
+              "sae.norm_estimate_batches=16", f"sae.cache.root={tmp_path / 'cache'}", run_dir=run_dir)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    saved = json.loads((run_dir / "sae" / "cfg.json").read_text())
+    assert saved["normalize_activations"] == ("layer_norm" if norm == "layer_norm" else "none")   # folded
+    again = sae_metrics_again(run_dir)   # the saved SAE, on raw activations, gives the logged metrics
+    for key in ("mse", "explained_variance", "l0", "ce_loss_with_sae"):
+        assert again[key] == pytest.approx(metrics[f"val/{key}"], rel=1e-4, abs=1e-6), key
+    scaler = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu",
+                        weights_only=False)["activation_scaler"]
+    if norm == "expected_average_only_in":   # 16 batches of 128 = the whole 2048-row cache, once
+        rows = np.load(next((tmp_path / "cache").glob("*/acts.npy")))
+        expected = rows.shape[1] ** 0.5 / np.linalg.norm(rows, axis=1).mean()
+        assert scaler["scaling_factor"] == pytest.approx(expected, rel=1e-4)
+    else:
+        assert scaler["scaling_factor"] is None
+    assert (scaler["whitening"] is not None) == (norm == "covariance_whitening")
+
+
 @pytest.mark.parametrize("overrides,message", [
     (["sae.hook=blocks.7.hook_resid_post"], "Valid hooks: "),
     (["sae.hook=blocks.0.hook_resid_post", "sae.d_in=7"], "sae.d_in=7 but blocks.0.hook_resid_post"),

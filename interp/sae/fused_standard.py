@@ -14,7 +14,7 @@ it into `b_dec.grad`. Here:
 Loss, outputs and every gradient equal SAELens's to float tolerance (tested);
 the module is a `StandardTrainingSAE`, saved and loaded as one. Anything the
 fused step does not cover (hooks on the SAE's hook points, autocast, another
-p-norm) falls back to SAELens's own `training_forward_pass`.
+p-norm, run-time input normalisation) falls back to SAELens's own `training_forward_pass`.
 """
 
 from __future__ import annotations
@@ -22,6 +22,8 @@ from __future__ import annotations
 import torch
 from sae_lens import StandardTrainingSAE
 from sae_lens.saes.sae import TrainStepInput, TrainStepOutput
+
+from interp.sae.normalize import RUN_TIME
 
 
 class _FusedStandardStep(torch.autograd.Function):
@@ -71,7 +73,7 @@ class _FusedStandardStep(torch.autograd.Function):
 class FusedStandardTrainingSAE(StandardTrainingSAE):
     def _fusable(self, x: torch.Tensor) -> bool:
         hooked = any(hp.fwd_hooks or hp.bwd_hooks for hp in self.hook_dict.values())
-        return (self.cfg.lp_norm == 1 and self.cfg.normalize_activations == "none"
+        return (self.cfg.lp_norm == 1 and self.cfg.normalize_activations not in RUN_TIME
                 and self.cfg.reshape_activations == "none" and x.ndim == 2 and not hooked
                 and not torch.is_autocast_enabled(x.device.type))
 

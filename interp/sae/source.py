@@ -43,16 +43,16 @@ def _rank_and_world() -> tuple[int, int]:
 
 
 class CacheStream(IterableDataset):
-    def __init__(self, acts_path, batch_size: int, block_rows: int, seed: int):
+    def __init__(self, acts_path, batch_size: int, block_rows: int, seed: int, shard: bool = True):
         self.reader = CacheReader(acts_path)
-        self.batch_size, self.seed = batch_size, seed
+        self.batch_size, self.seed, self.shard = batch_size, seed, shard
         self.block_rows = max(batch_size, block_rows // batch_size * batch_size)
         if self.reader.n_rows < batch_size:
             raise ConfigError(f"the activation cache has {self.reader.n_rows} rows, fewer than sae.batch_size="
                               f"{batch_size}. Fix: raise sae.harvest_tokens or lower sae.batch_size.")
 
     def __iter__(self) -> Iterator[torch.Tensor]:
-        rank, world = _rank_and_world()
+        rank, world = _rank_and_world() if self.shard else (0, 1)
         order = np.random.default_rng(self.seed)           # the same block order on every DDP rank ...
         rows = np.random.default_rng([self.seed, rank])
         while True:   # epochs; Lightning stops at max_steps
@@ -63,12 +63,13 @@ class CacheStream(IterableDataset):
 
 
 class StreamBuffer(IterableDataset):
-    def __init__(self, base_model, loader, hook: str, batch_size: int, buffer_rows: int, seed: int):
-        self.base_model, self.loader, self.hook = base_model, loader, hook
+    def __init__(self, base_model, loader, hook: str, batch_size: int, buffer_rows: int, seed: int,
+                 shard: bool = True):
+        self.base_model, self.loader, self.hook, self.shard = base_model, loader, hook, shard
         self.batch_size, self.buffer_rows, self.seed = batch_size, max(2 * batch_size, buffer_rows), seed
 
     def __iter__(self) -> Iterator[torch.Tensor]:
-        rank, world = _rank_and_world()
+        rank, world = _rank_and_world() if self.shard else (0, 1)
         g = torch.Generator().manual_seed(self.seed + rank)
         base_batches = islice(endless(self.loader), rank, None, world)   # each DDP rank its own base batches
         source = harvest.stream(self.base_model, base_batches, self.hook)
@@ -135,15 +136,20 @@ class ActivationDataModule(pl.LightningDataModule):
                     break
 
     def train_dataloader(self) -> DataLoader:
+        return DataLoader(self._training_rows(shard=True), batch_size=None, num_workers=0)
+
+    def norm_batches(self) -> Iterator[torch.Tensor]:
+        """Training batches for estimating activation statistics: the same ones on every DDP rank."""
+        return iter(self._training_rows(shard=False))
+
+    def _training_rows(self, shard: bool) -> IterableDataset:
         s = self.spec
         if s["source"] == "cache":
-            ds = CacheStream(self.cache.acts_path, s["batch_size"], s["buffer_tokens"], self.seed)
-        elif s["source"] == "stream":
-            ds = StreamBuffer(self.base_model, self.base_dm.train_dataloader(), s["hook"], s["batch_size"],
-                              s["buffer_tokens"], self.seed)
-        else:
-            raise ConfigError(f"sae.source={s['source']!r}; choose cache or stream.")
-        return DataLoader(ds, batch_size=None, num_workers=0)
+            return CacheStream(self.cache.acts_path, s["batch_size"], s["buffer_tokens"], self.seed, shard)
+        if s["source"] == "stream":
+            return StreamBuffer(self.base_model, self.base_dm.train_dataloader(), s["hook"], s["batch_size"],
+                                s["buffer_tokens"], self.seed, shard)
+        raise ConfigError(f"sae.source={s['source']!r}; choose cache or stream.")
 
     def val_dataloader(self):
         return FirstBatches(self.base_dm.val_dataloader(), self.spec["eval_batches"])

@@ -24,6 +24,7 @@ from sae_lens import (
 )
 
 from interp.errors import ConfigError
+from interp.sae.normalize import KINDS
 
 ARCHITECTURES = {
     "standard": (StandardTrainingSAEConfig, StandardTrainingSAE),
@@ -37,7 +38,7 @@ ARCHITECTURES = {
 OWN_FIELDS = {
     "architecture", "hook", "expansion", "d_sae", "batch_size", "source", "harvest_tokens", "buffer_tokens",
     "d_in", "cache", "dead_feature_window", "feature_sampling_window", "dense_threshold", "eval_batches",
-    "sparse_decode", "fused",
+    "sparse_decode", "fused", "norm_estimate_batches",
 }
 
 
@@ -60,10 +61,8 @@ def build_training_sae(spec: dict, d_in: int, hook: str | None = None) -> Traini
     if unknown := sorted(set(kwargs) - valid):
         raise ConfigError(f"sae.{unknown[0]} is not a setting of the {arch} SAE (SAELens {cfg_cls.__name__}). "
                           f"Valid: {sorted(valid | OWN_FIELDS)}.")
-    if kwargs.get("normalize_activations", "none") != "none":
-        # SAELens applies these in its trainer (ActivationScaler), not in the SAE; our loop does not yet.
-        raise ConfigError(f"sae.normalize_activations={kwargs['normalize_activations']!r} is not supported yet. "
-                          "Fix: sae.normalize_activations=none.")
+    if (norm := kwargs.get("normalize_activations", "none")) not in KINDS:
+        raise ConfigError(f"sae.normalize_activations={norm!r} is not one of {list(KINDS)}.")
     cfg = cfg_cls(d_in=d_in, d_sae=d_sae_of(spec, d_in), **kwargs)
     cfg.metadata.hook_name = hook
     if arch == "topk" and spec.get("sparse_decode", False) and not cfg.use_sparse_activations:

@@ -11,6 +11,7 @@ free from the same batches.
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -18,7 +19,7 @@ import torch
 from sae_lens.saes.sae import TrainStepInput
 
 from interp.errors import TrainingDiverged
-from interp.sae import harvest
+from interp.sae import harvest, normalize
 from interp.sae.figures import save_density_histogram
 from interp.sae.harvest import place
 from interp.sae.metrics import EvalAccumulator, FiringTracker, coefficient, lm_downstream, log10_density
@@ -37,6 +38,7 @@ class SAETask(pl.LightningModule):
         self.hook = self.spec["hook"]
         self.sae = build_training_sae(self.spec, d_in, self.hook)
         self.tracker = FiringTracker(self.sae.cfg.d_sae, self.spec["dead_feature_window"])
+        self.scaler = normalize.ActivationScaler()   # sae.normalize_activations statistics (normalize.py)
         self.coefficients = {name: (c.value, c.warm_up_steps) if hasattr(c, "value") else (float(c), 0)
                              for name, c in self.sae.get_coefficients().items()}
         # Frozen and not a submodule: not in parameters() (the optimiser), nor in checkpoints.
@@ -45,6 +47,16 @@ class SAETask(pl.LightningModule):
 
     def on_fit_start(self) -> None:
         self._place_base()
+        kind = self.sae.cfg.normalize_activations
+        if kind in normalize.ESTIMATED and not normalize.estimated(self.scaler):   # kept on resume
+            self.scaler = normalize.estimate(kind, self.sae.cfg.d_in, self.trainer.datamodule.norm_batches(),
+                                             self.spec["norm_estimate_batches"])
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["activation_scaler"] = normalize.state(self.scaler)
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self.scaler = normalize.from_state(checkpoint.get("activation_scaler", {}))
 
     def on_validation_start(self) -> None:
         self._place_base()
@@ -60,6 +72,7 @@ class SAETask(pl.LightningModule):
         return {name: coefficient(value, warm, self.global_step) for name, (value, warm) in self.coefficients.items()}
 
     def training_step(self, batch: torch.Tensor, batch_idx: int):
+        batch = self.scaler.scale(batch)   # identity unless normalize_activations is estimated
         coeffs = self.current_coefficients()
         out = self.sae.training_forward_pass(TrainStepInput(
             sae_in=batch, coefficients=coeffs, dead_neuron_mask=self.tracker.dead_mask(),
@@ -87,6 +100,8 @@ class SAETask(pl.LightningModule):
                 "train/dead_features": self.tracker.dead_mask().sum().float()}
         logs.update({f"train/{k}": v for k, v in out.losses.items()})
         logs.update({f"train/{k}_coefficient": v for k, v in coeffs.items()})
+        if self.scaler.scaling_factor is not None:
+            logs["train/norm_scaling_factor"] = self.scaler.scaling_factor
         self.log_dict(logs, prog_bar=False)
 
     def save_sae(self, path) -> None:
@@ -102,13 +117,15 @@ class SAETask(pl.LightningModule):
         if int(self.tracker.n_samples) > 0:
             meta.l0 = float(self.tracker.density().sum())
             meta.num_dead_features = int(self.tracker.dead_mask().sum())
-        self.sae.save_inference_model(path)
+        # Normalisation statistics folded in: the saved SAE takes raw activations.
+        normalize.fold(copy.deepcopy(self.sae), self.scaler).save_inference_model(path)
         save_file({"sparsity": log10_density(self.tracker.density()).cpu()}, str(Path(path) / SPARSITY_FILENAME))
 
     # --- evaluation -------------------------------------------------------------------------
     def on_validation_epoch_start(self) -> None:
         self.acc = EvalAccumulator(self.sae.cfg.d_sae, self.spec["dense_threshold"])
-        self.eval_sae = inference_sae(self.sae)   # the SAE as saved, not its training form
+        # The SAE as saved, not its training form (normalisation folded in, so it reads raw activations).
+        self.eval_sae = normalize.fold(inference_sae(self.sae), self.scaler)
 
     @torch.no_grad()
     def validation_step(self, batch: dict, batch_idx: int) -> None:
