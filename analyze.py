@@ -7,6 +7,7 @@ and any other with a `+`, e.g. `+n_batch=8`. An analysis that does not apply to
 the run's model prints `skipped <name>: <reason>` and the others still run.
 """
 
+import interp.hugepages  # noqa: F401  (first: huge pages for large tensors, set before torch loads)
 import json
 import sys
 

@@ -1,5 +1,6 @@
 """Train a model: `python train.py [experiment=<preset>] [overrides]`. See README.md."""
 
+import interp.hugepages  # noqa: F401  (first: huge pages for large tensors, set before torch loads)
 import hydra
 from omegaconf import DictConfig
 

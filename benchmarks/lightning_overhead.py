@@ -8,6 +8,7 @@ and the median ratio is reported. Goal: >= 0.95.
     python benchmarks/lightning_overhead.py [--steps 40] [--repeats 3]
 """
 
+import interp.hugepages  # noqa: F401  (first: before torch loads, as in train.py)
 import argparse
 import statistics
 import time

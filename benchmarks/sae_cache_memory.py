@@ -6,11 +6,13 @@ it through the same CacheStream that `sae.source=cache` uses, with
 `--buffer` rows per read block, and reports the peak RSS growth over the
 process's RSS just before training, against the cache's size, for each cache
 size in `--rows`. Loading the cache whole would grow RSS by at least its size;
-streaming keeps the growth flat as the cache grows.
+streaming keeps the growth flat as the cache grows. Large tensors are
+allocated in huge pages, as under train.py (interp/hugepages.py).
 
     python benchmarks/sae_cache_memory.py [--rows 250000 1000000] [--d-in 128] [--buffer 65536]
 """
 
+import interp.hugepages  # noqa: F401  (first: before torch loads; the child inherits it)
 import argparse
 import json
 import subprocess

@@ -16,14 +16,16 @@ for sparse-decode TopK the encoder's two (4 B d_in d_sae) plus 6 B k d_in. The
 peak is re-measured before every repeat and the best value kept, since this
 shared machine's speed drifts.
 
-Like train.py (`reuse_freed_memory: true`), the process first lets glibc reuse
-freed large blocks (interp/malloc.py); both trainers run under it.
-`--system-malloc` measures without it.
+Like train.py, the process allocates large tensors in huge pages
+(interp/hugepages.py); both trainers run under it. `THP_MEM_ALLOC_ENABLE=0`
+in front of the command measures without.
 
-    python benchmarks/sae_throughput.py [--d-in 512] [--batch 4096] [--steps 20] [--repeats 3] [--system-malloc]
+    python benchmarks/sae_throughput.py [--d-in 512] [--batch 4096] [--steps 20] [--repeats 3]
 """
 
+import interp.hugepages  # noqa: F401  (first: before torch loads, as in train.py)
 import argparse
+import os
 import statistics
 import time
 import warnings
@@ -31,7 +33,6 @@ import warnings
 import pytorch_lightning as pl
 import torch
 
-from interp.malloc import reuse_freed_memory
 from interp.sae.spec import build_training_sae
 from interp.sae.task import SAETask
 
@@ -119,15 +120,12 @@ def main():
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--archs", nargs="+", default=["standard", "topk"])
-    p.add_argument("--system-malloc", action="store_true", help="leave glibc's malloc settings as they are")
     args = p.parse_args()
-    if not args.system_malloc:
-        reuse_freed_memory()
     torch.manual_seed(0)
     batches = synthetic_activations(args.steps, args.batch, args.d_in)
     d_sae = args.d_in * args.expansion
     print(f"d_in {args.d_in}, d_sae {d_sae}, batch {args.batch}, {args.steps} steps, {torch.get_num_threads()} "
-          f"threads, {'system malloc' if args.system_malloc else 'reuse_freed_memory'}")
+          f"threads, THP_MEM_ALLOC_ENABLE={os.environ['THP_MEM_ALLOC_ENABLE']}")
     peak = 0.0
     for arch in args.archs:
         spec = spec_for(args, arch, fast_paths=True)

@@ -16,7 +16,6 @@ from omegaconf import DictConfig, OmegaConf
 from interp.callbacks import Throughput
 from interp.config_checks import check_compatible
 from interp.data import build_datamodule
-from interp.malloc import reuse_freed_memory
 from interp.resume import resume_config
 from interp.runs import write_config, write_metrics
 from interp.tasks import TASKS
@@ -75,8 +74,6 @@ def train(cfg: DictConfig) -> dict:
     hydra_cfg = HydraConfig.get()
     cfg, meta = resume_config(cfg) if cfg.ckpt_path else (cfg, run_meta(hydra_cfg))
     run_dir = Path(cfg.paths.output_dir)
-    if cfg.get("reuse_freed_memory", True):
-        reuse_freed_memory()
     pl.seed_everything(cfg.seed, workers=True)
     if cfg.task.name == "sae":   # model and data come from the base run
         from interp.sae.prepare import prepare
