@@ -56,7 +56,7 @@ class ArithmeticAlignment(pl.Callback):
         x = torch.as_tensor(base_dm.test_ds.arrays["x"][: self.n_samples])
         device = pl_module.device
         acts = activations(pl_module.base_model, {"x": x.to(device)}, pl_module.hook)
-        feats = pl_module.sae.encode(acts).cpu()
+        feats = pl_module.saved_form().encode(acts).cpu()
         t = ground_truth(x)
         # The variables themselves, and their pairs: a sparse dictionary may code conjunctions.
         truth = {"ptr1": t["ptr1"], "ptr2": t["ptr2"], "a": t["a"], "b": t["b"],

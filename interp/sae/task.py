@@ -122,10 +122,15 @@ class SAETask(pl.LightningModule):
         save_file({"sparsity": log10_density(self.tracker.density()).cpu()}, str(Path(path) / SPARSITY_FILENAME))
 
     # --- evaluation -------------------------------------------------------------------------
+    def saved_form(self):
+        """The SAE as `<run>/sae/` holds it, in memory: SAELens's inference form with the
+        normalisation statistics folded in, so it reads raw activations. Every metric and
+        analysis of the run uses this, not the training form."""
+        return normalize.fold(inference_sae(self.sae), self.scaler)
+
     def on_validation_epoch_start(self) -> None:
         self.acc = EvalAccumulator(self.sae.cfg.d_sae, self.spec["dense_threshold"])
-        # The SAE as saved, not its training form (normalisation folded in, so it reads raw activations).
-        self.eval_sae = normalize.fold(inference_sae(self.sae), self.scaler)
+        self.eval_sae = self.saved_form()
 
     @torch.no_grad()
     def validation_step(self, batch: dict, batch_idx: int) -> None:
