@@ -42,16 +42,6 @@ def _rank_and_world() -> tuple[int, int]:
     return 0, 1
 
 
-def _sum_over_ranks(value: int) -> int:
-    """Under DDP the ranks race for the cache lock and one harvests: report the run's count, not this rank's."""
-    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
-        return value
-    nccl = torch.distributed.get_backend() == "nccl"   # NCCL reduces CUDA tensors only
-    t = torch.tensor([value], dtype=torch.long, device=f"cuda:{torch.cuda.current_device()}" if nccl else "cpu")
-    torch.distributed.all_reduce(t)
-    return int(t.item())
-
-
 class CacheStream(IterableDataset):
     def __init__(self, acts_path, batch_size: int, block_rows: int, seed: int, shard: bool = True):
         self.reader = CacheReader(acts_path)
@@ -127,7 +117,11 @@ class ActivationDataModule(pl.LightningDataModule):
             c = self.spec["cache"]
             self.cache = get_or_build(self.cache_root, self.cache_fields, self.d_in, self._harvest,
                                       path=c.get("path"), verify_hash=c.get("verify", True))
-            self.summary.update(cache=str(self.cache.path), cache_harvested=_sum_over_ranks(int(self.cache.harvested)))
+            harvested = torch.tensor(int(self.cache.harvested))
+            if self.trainer is not None:   # under DDP the ranks race for the cache lock: count the run's harvests
+                strategy = self.trainer.strategy
+                harvested = strategy.reduce(harvested.to(strategy.root_device), reduce_op="sum")
+            self.summary.update(cache=str(self.cache.path), cache_harvested=int(harvested))
 
     @cached_property
     def d_in(self) -> int:   # one forward of the base model; prepare() and setup() both need it
