@@ -1,6 +1,8 @@
 """Train a model: `python train.py [experiment=<preset>] [overrides]`. See README.md."""
 
 import interp.hugepages  # noqa: F401  (first: huge pages for large tensors, set before torch loads)
+import sys
+
 import hydra
 from omegaconf import DictConfig
 
@@ -21,4 +23,7 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    from interp.cli import check_override_syntax
+
+    check_override_syntax(sys.argv)
     main()

@@ -18,6 +18,7 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 
+from interp.data.batch import IGNORE_INDEX
 from interp.models import build_model
 from interp.tasks import LMTask
 
@@ -42,7 +43,7 @@ def plain_loop(config, batches) -> float:
     start = time.perf_counter()
     for batch in batches:
         logits = model(batch["tokens"])
-        loss = F.cross_entropy(logits.flatten(0, 1), batch["targets"].flatten(), ignore_index=-100)
+        loss = F.cross_entropy(logits.flatten(0, 1), batch["targets"].flatten(), ignore_index=IGNORE_INDEX)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

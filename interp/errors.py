@@ -25,6 +25,14 @@ class TrainingDiverged(InterpError):
     """The loss became NaN or infinite."""
 
 
+class NotApplicable(InterpError):
+    """An analysis does not apply to this model or run (e.g. attention on an LSTM).
+
+    Not a failure: `interp.analyses.runner.run_analysis` prints `skipped <analysis>: <reason>`
+    and the other analyses go on.
+    """
+
+
 def exit_on_user_error(fn):
     """Decorate an entry point: an InterpError prints `error: <message>` and exits 2, no traceback."""
     import functools

@@ -14,7 +14,8 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 
 from interp.errors import ConfigError
-from interp.runs import load_checkpoint_config
+from interp.registry import task_kind
+from interp.run_dir import read_checkpoint
 
 
 def _key(override: str) -> str:
@@ -30,7 +31,7 @@ def merge_overrides(saved: list[str], current: list[str]) -> list[str]:
 
 def resume_config(cfg: DictConfig) -> tuple[DictConfig, dict]:
     """The config to resume with, and the resumed run's metadata (its full overrides)."""
-    saved_config, _ = load_checkpoint_config(cfg.ckpt_path)
+    saved_config, _ = read_checkpoint(cfg.ckpt_path)
     meta = saved_config.get("run_meta", {})
     hydra_cfg = HydraConfig.get()
     current = list(hydra_cfg.overrides.task)
@@ -47,8 +48,7 @@ def resume_config(cfg: DictConfig) -> tuple[DictConfig, dict]:
     merged = merge_overrides(meta.get("overrides", []), current)
     new_cfg = compose(config_name=hydra_cfg.job.config_name, overrides=merged)
     new_model = OmegaConf.to_container(new_cfg.model, resolve=True)
-    is_sae = saved_config.get("task", {}).get("name") == "sae"   # its model is the base run's, rebuilt later
-    if not is_sae and new_model != saved_config["model"]:
+    if task_kind(saved_config["task"]["name"]).trains_model_config and new_model != saved_config["model"]:
         diff = {k: (saved_config["model"].get(k), new_model.get(k))
                 for k in set(new_model) | set(saved_config["model"]) if saved_config["model"].get(k) != new_model.get(k)}
         raise ConfigError(

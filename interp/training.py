@@ -11,14 +11,12 @@ import hydra
 import pytorch_lightning as pl
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from interp.callbacks import Throughput
-from interp.config_checks import check_compatible
-from interp.data import build_datamodule
+from interp.registry import task_kind
 from interp.resume import resume_config
-from interp.runs import write_config, write_metrics
-from interp.tasks import TASKS
+from interp.run_dir import FIGURES_DIR, write_config, write_metrics
 
 log = logging.getLogger(__name__)
 
@@ -75,31 +73,19 @@ def train(cfg: DictConfig) -> dict:
     cfg, meta = resume_config(cfg) if cfg.ckpt_path else (cfg, run_meta(hydra_cfg))
     run_dir = Path(cfg.paths.output_dir)
     pl.seed_everything(cfg.seed, workers=True)
-    if cfg.task.name == "sae":   # model and data come from the base run
-        from interp.sae.prepare import prepare
-
-        cfg, dm, task = prepare(cfg, meta)
-        config = task.config
-    else:
-        check_compatible(cfg, meta["choices"].get("model", cfg.model.arch))
-        dm = build_datamodule(cfg.data, seed=cfg.seed)
-        config = OmegaConf.to_container(cfg, resolve=True)
-        config["run_meta"] = meta
-        task = TASKS[cfg.task.name](config)
+    cfg, dm, task = task_kind(cfg.task.name).build(cfg, meta)
 
     loggers = build_loggers(cfg, hydra_cfg)
     throughput, last_val = Throughput(), LastValidation()
     trainer: pl.Trainer = hydra.utils.instantiate(
         cfg.trainer, logger=loggers or False, callbacks=[*build_callbacks(cfg, bool(loggers)), throughput, last_val])
     if trainer.is_global_zero:
-        write_config(run_dir, cfg)
-        (run_dir / "figures").mkdir(exist_ok=True)
+        write_config(run_dir, cfg, meta)
+        (run_dir / FIGURES_DIR).mkdir(exist_ok=True)
         for lg in loggers:
-            lg.log_hyperparams(config)
+            lg.log_hyperparams(task.config)
 
     trainer.fit(task, datamodule=dm, ckpt_path=cfg.ckpt_path)
-    if hasattr(task, "save_sae") and trainer.is_global_zero:
-        task.save_sae(run_dir / "sae")
     # Learning-rate monitor values are curves, not results: W&B has them.
     metrics = {k: v.item() for k, v in trainer.callback_metrics.items() if not k.startswith("lr-")}
     if cfg.final_eval:

@@ -1,5 +1,6 @@
 """Transformer-circuit analyses on tiny in-process models: known answers, figures, and bad input."""
 
+import json
 import re
 import subprocess
 import sys
@@ -7,15 +8,23 @@ import warnings
 
 import pytest
 import torch
+from conftest import REPO
 from transformer_lens import HookedTransformer, HookedTransformerConfig
 
-from conftest import REPO
-from interp.analyses import attention_grid, attention_html, composition, induction, logit_attribution, patching
+from interp.analyses import (
+    attention_grid,
+    attention_html,
+    composition,
+    induction,
+    logit_attribution,
+    patching,
+)
 from interp.analyses.induction import diagonal_score, head_scores, icl_score
-from interp.analyses.inputs import NotApplicable
+from interp.analyses.runner import run_analysis, split_options
 from interp.data import build_datamodule
-from interp.errors import ConfigError
+from interp.errors import ConfigError, NotApplicable
 from interp.models.lstm import LSTMLM
+from interp.subject import Subject
 
 VOCAB, N_CTX = 512, 32
 DATA = {"name": "induction", "vocab_size": VOCAB, "seq_len": N_CTX, "token_low": 256, "token_high": 511,
@@ -195,10 +204,13 @@ def test_runs_write_figures_and_numbers(dm, tmp_path):
         patching: ["patching.png"],
         composition: ["ov_circuits.png", "qk_circuits.png", "composition.png"],
     }
-    for module, files in outputs.items():
-        name = module.__name__.rsplit(".", 1)[-1]
-        results = module.run(model, dm, tmp_path / name, min_gap=0.0, max_positions=12, n_tokens=8, n_batch=8)
+    names = [module.__name__.rsplit(".", 1)[-1] for module in outputs]
+    # One option set for all, as analyze.py hands it out: each analysis gets the options it takes.
+    options = split_options(names, dict(min_gap=0.0, max_positions=12, n_tokens=8, n_batch=8))
+    for name, files in zip(names, outputs.values()):
+        results = run_analysis(name, Subject(model, dm), tmp_path / name, options[name])
         assert all(isinstance(v, float) for v in results.values()), name
+        assert json.loads((tmp_path / name / "results.json").read_text()) == pytest.approx(results)
         for f in files:
             assert (tmp_path / name / f).stat().st_size > 1000, (name, f)
     induction_results = induction.run(model, dm, tmp_path / "i2", n_batch=4)
@@ -245,7 +257,7 @@ def _fake_run(path, model_cfg: dict):
     from interp.models import build_model
 
     (path / "checkpoints").mkdir(parents=True)
-    config = {"model": model_cfg, "data": DATA, "seed": 0, "run_meta": {"choices": {}}}
+    config = {"model": model_cfg, "data": DATA, "seed": 0, "task": {"name": "lm"}, "run_meta": {"choices": {}}}
     state = {f"model.{k}": v for k, v in build_model(model_cfg).state_dict().items()}
     torch.save({"hyper_parameters": {"config": config}, "state_dict": state, "global_step": 0},
                path / "checkpoints" / "last.ckpt")

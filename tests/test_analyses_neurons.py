@@ -9,12 +9,12 @@ import torch
 from transformer_lens import HookedTransformer, HookedTransformerConfig
 
 from interp.analyses import ANALYSES, bigram, kgram_attribution, neurons
-from interp.analyses.inputs import NotApplicable, check_hook
 from interp.analyses.ngram import bigram_counts
 from interp.data.base import ArrayDataset, BaseDataModule, lm_batch
 from interp.data.tokenizer import Tokenizer
-from interp.errors import ConfigError
-from interp.models import ArithmeticMLP, KGramMLP, LSTMLM
+from interp.errors import ConfigError, NotApplicable
+from interp.models import LSTMLM, ArithmeticMLP, KGramMLP
+from interp.models.hooks import check_hook
 
 V = 300   # smallest convenient GPT-2 BPE truncation (>= 257)
 

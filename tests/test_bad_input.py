@@ -4,8 +4,8 @@ import hashlib
 from pathlib import Path
 
 import pytest
-
 from conftest import FAST
+
 from interp.errors import RunDirError
 from interp.runs import load_run
 

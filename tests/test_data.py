@@ -13,7 +13,14 @@ import torch
 from omegaconf import OmegaConf
 from tiktoken_ext.openai_public import r50k_pat_str
 
-from interp.data import DATASETS, Tokenizer, build_datamodule, ground_truth, load_gpt2_bpe_ranks, repeated_random_tokens
+from interp.data import (
+    DATASETS,
+    Tokenizer,
+    build_datamodule,
+    ground_truth,
+    load_gpt2_bpe_ranks,
+    repeated_random_tokens,
+)
 from interp.data.induction import InductionConfig, generate
 from interp.data.qa_facts import TEMPLATES
 from interp.data.tokenizer import _default_data_dir

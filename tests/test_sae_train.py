@@ -4,9 +4,9 @@ model family, the SAELens round trip, the shared cache in a sweep, and bad input
 import json
 
 import pytest
+from conftest import FAST_BY_DATA
 from sae_lens import SAE
 
-from conftest import FAST_BY_DATA
 from interp.data import build_datamodule
 from interp.runs import load_run
 from interp.runs.wandb_offline import history_keys, offline_runs, run_info
@@ -158,7 +158,8 @@ def test_arithmetic_sae_trains_its_base_once_then_reports_feature_alignment(run_
     assert "training the base run first" in first.stdout
     assert len(list((tmp_path / "bases").glob("*/metrics.json"))) == 1
     metrics = json.loads((tmp_path / "sae1" / "metrics.json").read_text())
-    assert {"val/task_mse_with_sae", "alignment/ptr1_mean", "alignment/a_b_mean", "alignment/a=7"} <= set(metrics)
-    assert "| ptr1 | 0 |" in (tmp_path / "sae1" / "figures" / "sae" / "alignment.md").read_text()
+    assert {"val/task_mse_with_sae", "analysis/alignment/ptr1_mean", "analysis/alignment/a_b_mean",
+            "analysis/alignment/a=7"} <= set(metrics)
+    assert "| ptr1 | 0 |" in (tmp_path / "sae1" / "figures" / "alignment" / "alignment.md").read_text()
     second = run_train(*args, run_dir=tmp_path / "sae2")   # the base is reused, not trained again
     assert "training the base run first" not in second.stdout

@@ -11,8 +11,8 @@ import pytest
 import torch
 from transformer_lens import HookedTransformer, HookedTransformerConfig
 
-from interp.analyses.inputs import check_hook
 from interp.errors import ConfigError, DataError
+from interp.models.hooks import check_hook
 from interp.sae import harvest
 from interp.sae.cache import MANIFEST_FILE, CacheReader, get_or_build
 from interp.sae.metrics import EvalAccumulator

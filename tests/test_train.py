@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-
 from conftest import FAST, FAST_BY_DATA, REPO
+
 from interp.runs import load_run, read_metrics
 from interp.runs.wandb_offline import offline_runs, run_info
 

@@ -1,12 +1,18 @@
 """Analyses: pure functions (model + inputs -> numbers and figures).
 
-Each module has pure functions a notebook can call, and a `run(model,
-datamodule, out_dir, **options) -> dict[str, float]` entry that pulls its
-inputs from a run's data; callbacks and analyze.py both call `run`. An
-analysis that does not fit a model raises `inputs.NotApplicable(reason)`.
+Each analysis module has pure functions a notebook can call, and an entry
+
+    run(model, datamodule, out_dir, *, <options with defaults>) -> dict[str, float]
+
+that pulls its inputs from a run's data. Analyses of an SAE also take a keyword-only
+`sae` (an sae_lens.SAE reading `model` at its hook), which the runner supplies.
+`interp.analyses.runner.run_analysis` is the one way they are run, by the training
+callback and by analyze.py alike. An analysis that does not fit a model raises
+`interp.errors.NotApplicable(reason)`. Helpers shared by analyses live in `common/`.
 """
 
 from interp.analyses import (
+    alignment,
     attention_grid,
     attention_html,
     bigram,
@@ -22,6 +28,6 @@ from interp.analyses import (
     topk_next,
 )
 
-_MODULES = (attention_grid, attention_html, bigram, composition, hidden_pca, induction, kgram_attribution,
-            logit_attribution, lstm_hidden, neurons, ngram, patching, topk_next)
+_MODULES = (alignment, attention_grid, attention_html, bigram, composition, hidden_pca, induction,
+            kgram_attribution, logit_attribution, lstm_hidden, neurons, ngram, patching, topk_next)
 ANALYSES = {m.__name__.rsplit(".", 1)[1]: m.run for m in _MODULES}

@@ -7,8 +7,8 @@ queries (the token doing the looking), columns keys.
 
 import math
 
-from interp.analyses.attention import attention_maps, first_token_share
-from interp.analyses.inputs import prompt_tokens, require_attention, require_lm
+from interp.analyses.common.attention import attention_maps, first_token_share
+from interp.analyses.common.inputs import prompt_tokens, require_attention, require_lm
 
 
 def plot_block(weights, norms, labels: list[str], layer: int, path) -> None:
@@ -39,7 +39,7 @@ def plot_block(weights, norms, labels: list[str], layer: int, path) -> None:
     save_figure(fig, path)
 
 
-def run(model, datamodule, out_dir, prompt: str | None = None, max_positions: int = 32, **_) -> dict[str, float]:
+def run(model, datamodule, out_dir, prompt: str | None = None, max_positions: int = 32) -> dict[str, float]:
     """`block_{l}_grid.png` per layer; numbers: share of attention (weight, norm) on position 0 per head."""
     from interp.viz import token_labels
 

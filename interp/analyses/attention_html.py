@@ -8,8 +8,8 @@ weights a_ij and the norm-based attention ||a_ij f(x_j)|| (attention.py).
 import json
 from pathlib import Path
 
-from interp.analyses.attention import attention_maps
-from interp.analyses.inputs import prompt_tokens, require_attention, require_lm
+from interp.analyses.common.attention import attention_maps
+from interp.analyses.common.inputs import prompt_tokens, require_attention, require_lm
 
 _PAGE = """<!doctype html>
 <html><head><meta charset="utf-8"><title>attention</title>
@@ -59,7 +59,7 @@ def attention_page(tokens: list[str], weights, norms) -> str:
     return _PAGE.replace("__DATA__", data.replace("</", "<\\/"))   # a token "</script>" must not end the script
 
 
-def run(model, datamodule, out_dir, prompt: str | None = None, max_positions: int = 64, **_) -> dict[str, float]:
+def run(model, datamodule, out_dir, prompt: str | None = None, max_positions: int = 64) -> dict[str, float]:
     """Writes `attention.html`; no numbers (attention_grid reports them)."""
     require_attention(model, "attention_html")
     require_lm(datamodule, "attention_html")

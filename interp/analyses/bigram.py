@@ -22,9 +22,8 @@ import numpy as np
 import torch
 from transformer_lens import HookedTransformer
 
-from interp.analyses.inputs import NotApplicable
 from interp.analyses.ngram import bigram_counts
-from interp.errors import ConfigError
+from interp.errors import ConfigError, NotApplicable
 
 
 @torch.no_grad()
@@ -179,7 +178,7 @@ def markdown(entries: list[dict]) -> str:
 
 
 def run(model, datamodule, out_dir, token=None, n: int = 10, min_count: int = 100, n_frequent: int = 25,
-        tsne_tokens: int = 1000, n_labels: int = 60, **_) -> dict[str, float]:
+        tsne_tokens: int = 1000, n_labels: int = 60) -> dict[str, float]:
     """Bigram table (bigram_table.md/json for `token`, default the most frequent tokens), agreement with
     the training bigram, model-vs-data heatmap and the embedding map (PCA, t-SNE)."""
     if not isinstance(model, HookedTransformer):

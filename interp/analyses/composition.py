@@ -20,7 +20,7 @@ import torch
 from transformer_lens import FactoredMatrix, HookedTransformer
 from transformer_lens.utilities.matrix import composition_scores
 
-from interp.analyses.inputs import prompt_tokens, require_attention, require_lm
+from interp.analyses.common.inputs import prompt_tokens, require_attention, require_lm
 
 MODES = ("Q", "K", "V")
 
@@ -80,7 +80,7 @@ def circuit_tokens(model, datamodule, prompt: str | None, n_tokens: int) -> torc
 
 
 @torch.no_grad()
-def run(model, datamodule, out_dir, prompt: str | None = None, n_tokens: int = 16, **_) -> dict[str, float]:
+def run(model, datamodule, out_dir, prompt: str | None = None, n_tokens: int = 16) -> dict[str, float]:
     """Copying scores, composition scores and circuit heatmaps (PNG) over tokens of the prompt."""
     from interp.viz import token_labels
 

@@ -11,8 +11,12 @@ from __future__ import annotations
 
 import torch
 
-from interp.analyses.activations import hidden_hooks, prompt_activations, val_activations
-from interp.analyses.inputs import prompt_tokens
+from interp.analyses.common.activations import (
+    hidden_hooks,
+    prompt_activations,
+    val_activations,
+)
+from interp.analyses.common.inputs import prompt_tokens
 
 
 def pca(x: torch.Tensor, n: int = 2) -> dict[str, torch.Tensor]:
@@ -50,7 +54,7 @@ def plot(bases: dict[str, dict], background: dict[str, torch.Tensor], prompt: di
     save_figure(fig, path)
 
 
-def run(model, datamodule, out_dir, prompt: str | None = None, max_rows: int = 5000, **_) -> dict[str, float]:
+def run(model, datamodule, out_dir, prompt: str | None = None, max_rows: int = 5000) -> dict[str, float]:
     """Per-stage PCA numbers; hidden_pca.png (prompt projected onto each stage's val-data PCA)."""
     hooks = hidden_hooks(model)
     acts, _, _ = val_activations(model, datamodule, hooks, max_rows)

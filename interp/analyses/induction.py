@@ -20,9 +20,9 @@ so read it against a 0-layer model on the same data, which cannot use context.
 import torch
 from transformer_lens import HookedTransformer
 
-from interp.analyses.inputs import NotApplicable, require_lm
-
-IGNORE = -100
+from interp.analyses.common.inputs import require_lm
+from interp.data.batch import IGNORE_INDEX
+from interp.errors import NotApplicable
 
 
 def diagonal_score(pattern: torch.Tensor, offset: int, first_query: int) -> torch.Tensor:
@@ -57,9 +57,9 @@ def loss_by_position(model, batches) -> tuple[torch.Tensor, torch.Tensor]:
     for batch in batches:
         tokens, targets = batch["tokens"].to(next(model.parameters()).device), batch["targets"]
         logits = model(tokens).float().cpu()
-        loss = torch.nn.functional.cross_entropy(logits.transpose(1, 2), targets, ignore_index=IGNORE,
+        loss = torch.nn.functional.cross_entropy(logits.transpose(1, 2), targets, ignore_index=IGNORE_INDEX,
                                                  reduction="none")   # [batch, pos], 0 where ignored
-        total, count = total + loss.sum(0), count + (targets != IGNORE).sum(0)
+        total, count = total + loss.sum(0), count + (targets != IGNORE_INDEX).sum(0)
     return total / count.clamp_min(1), count
 
 
@@ -91,8 +91,7 @@ def plot_loss_by_position(loss: torch.Tensor, count: torch.Tensor, path) -> None
     save_figure(fig, path)
 
 
-def run(model, datamodule, out_dir, n_batch: int = 32, length: int = 40, seed: int = 0, icl_batches: int = 8,
-        **_) -> dict[str, float]:
+def run(model, datamodule, out_dir, n_batch: int = 32, length: int = 40, seed: int = 0, icl_batches: int = 8) -> dict[str, float]:
     """Head scores of a transformer (heatmaps in out_dir) and the ICL score of any language model."""
     from itertools import islice
 

@@ -16,10 +16,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from interp.analyses.inputs import NotApplicable, prompt_tokens
+from interp.analyses.common.inputs import prompt_tokens
+from interp.data.batch import IGNORE_INDEX
+from interp.errors import NotApplicable
 from interp.models.kgram import KGramMLP
-
-IGNORE = -100
 
 
 def slot_names(k: int) -> list[str]:
@@ -28,7 +28,7 @@ def slot_names(k: int) -> list[str]:
 
 
 def gradient_attributions(model: KGramMLP, tokens: torch.Tensor, targets: torch.Tensor):
-    """(slot [B, T, k], hidden [B, T, H], d log p / d hidden [B, T, H]) for log p(target); IGNORE targets count 0.
+    """(slot [B, T, k], hidden [B, T, H], d log p / d hidden [B, T, H]) for log p(target); IGNORE_INDEX targets count 0.
 
     slot[b, t, j] = grad . input of window slot j (signed: > 0 means the slot helps the target).
     """
@@ -46,7 +46,7 @@ def gradient_attributions(model: KGramMLP, tokens: torch.Tensor, targets: torch.
     with torch.enable_grad():
         logits = model.run_with_hooks(tokens, fwd_hooks=[("hook_window", window_leaf), (hidden_hook, keep_hidden)])
         logp = logits.log_softmax(-1).gather(-1, targets.clamp(min=0)[..., None])[..., 0]
-        (logp * (targets != IGNORE)).sum().backward()
+        (logp * (targets != IGNORE_INDEX)).sum().backward()
     window, hidden = kept["window"], kept["hidden"]
     slot = (window.grad * window).unflatten(-1, (model.k, -1)).sum(-1)
     return slot.detach(), hidden.detach(), hidden.grad
@@ -57,7 +57,7 @@ def slot_ablation(model: KGramMLP, tokens: torch.Tensor, targets: torch.Tensor) 
     """(clean CE, CE with each window slot zeroed [k]) over the scored targets."""
 
     def ce(logits):
-        return F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=IGNORE).item()
+        return F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=IGNORE_INDEX).item()
 
     def zero_slot(j):
         def hook(x, hook):
@@ -80,7 +80,7 @@ def val_attribution(model: KGramMLP, datamodule, max_batches: int = 8) -> dict:
         if i == max_batches:
             break
         tokens, targets = batch["tokens"].to(device), batch["targets"].to(device)
-        scored = targets != IGNORE
+        scored = targets != IGNORE_INDEX
         clean, ablated = slot_ablation(model, tokens, targets)
         clean_ce, dce = clean_ce + clean, dce + (ablated - clean)
         slot, hidden, grad = gradient_attributions(model, tokens, targets)
@@ -120,8 +120,7 @@ def plot(results: dict[str, torch.Tensor], prompt_slot: torch.Tensor, labels: li
     save_figure(fig, path)
 
 
-def run(model, datamodule, out_dir, prompt: str | None = None, max_batches: int = 8, k: int = 10,
-        **_) -> dict[str, float]:
+def run(model, datamodule, out_dir, prompt: str | None = None, max_batches: int = 8, k: int = 10) -> dict[str, float]:
     """Window-slot and neuron attributions over validation data; attribution.png in out_dir."""
     if not isinstance(model, KGramMLP):
         raise NotApplicable("kgram_attribution reads the k-gram MLP's window slots; this model is no k-gram MLP")

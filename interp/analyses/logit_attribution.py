@@ -19,10 +19,10 @@ by source position ("which earlier token made this head push the answer").
 import torch
 from transformer_lens import HookedTransformer
 
-from interp.analyses.inputs import encode_prompt, model_n_ctx, require_attention, require_lm
+from interp.analyses.common.inputs import encode_prompt, require_attention, require_lm
+from interp.data.batch import IGNORE_INDEX
 from interp.errors import ConfigError
-
-IGNORE = -100
+from interp.models import context_length
 
 
 def unembed_directions(model: HookedTransformer, answer: torch.Tensor, wrong: torch.Tensor | None = None,
@@ -105,7 +105,7 @@ def answer_id(tokenizer, text: str, after: str = "") -> int:
 
 
 def _inputs(model, datamodule, prompt, answer, wrong, n_examples):
-    """(tokens [batch, pos], answer ids [batch, pos] with IGNORE where unscored, wrong ids or None)."""
+    """(tokens [batch, pos], answer ids [batch, pos] with IGNORE_INDEX where unscored, wrong ids or None)."""
     tok = datamodule.tokenizer
     if (answer is not None or wrong is not None) and prompt is None:
         raise ConfigError("answer=/wrong= name the token after a prompt. Fix: also pass prompt= (or clean=).")
@@ -114,22 +114,22 @@ def _inputs(model, datamodule, prompt, answer, wrong, n_examples):
     if prompt is None:
         batch = next(iter(datamodule.val_dataloader()))
         return batch["tokens"][:n_examples], batch["targets"][:n_examples], None
-    tokens = encode_prompt(prompt, tok, model_n_ctx(model))
-    targets = torch.cat([tokens[:, 1:], torch.full((1, 1), IGNORE)], dim=1)
+    tokens = encode_prompt(prompt, tok, context_length(model))
+    targets = torch.cat([tokens[:, 1:], torch.full((1, 1), IGNORE_INDEX)], dim=1)
     if answer is None:   # the prompt's own next tokens
         return tokens, targets, None
-    targets.fill_(IGNORE)   # only the named answer after the prompt
+    targets.fill_(IGNORE_INDEX)   # only the named answer after the prompt
     targets[0, -1] = answer_id(tok, answer, prompt)
     if wrong is None:
         return tokens, targets, None
-    wrong_ids = torch.full_like(targets, IGNORE)
+    wrong_ids = torch.full_like(targets, IGNORE_INDEX)
     wrong_ids[0, -1] = answer_id(tok, wrong, prompt)
     return tokens, targets, wrong_ids
 
 
 @torch.no_grad()
 def run(model, datamodule, out_dir, prompt: str | None = None, answer: str | None = None, wrong: str | None = None,
-        n_examples: int = 8, clean: str | None = None, **_) -> dict[str, float]:
+        n_examples: int = 8, clean: str | None = None) -> dict[str, float]:
     """DLA of every component, averaged over scored positions, of the correct next token's logit minus the mean
     logit: on the first val examples, on the prompt's own next tokens, or on `answer` after the prompt; with
     `wrong` too, of logit(answer) - logit(wrong) after the prompt. Without prompt=, patching's clean= is used,
@@ -143,7 +143,7 @@ def run(model, datamodule, out_dir, prompt: str | None = None, answer: str | Non
     device = model.cfg.device
     tokens = tokens.to(device)
     logits, cache = model.run_with_cache(tokens)
-    scored = (targets != IGNORE).to(device)
+    scored = (targets != IGNORE_INDEX).to(device)
     answers = targets.clamp_min(0).to(device)
     wrongs = wrong_ids.clamp_min(0).to(device) if wrong_ids is not None else None
     attrs, labels = direct_logit_attribution(model, cache, answers, wrongs, center=wrongs is None)

@@ -7,7 +7,8 @@ one fixed colour scale compares layers and runs.
 
 import torch
 
-from interp.analyses.inputs import NotApplicable, prompt_tokens
+from interp.analyses.common.inputs import prompt_tokens
+from interp.errors import NotApplicable
 
 
 @torch.no_grad()
@@ -40,7 +41,7 @@ def plot_hidden(hidden: list[torch.Tensor], labels: list[str], path) -> None:
     save_figure(fig, path)
 
 
-def run(model, datamodule, out_dir, prompt: str | None = None, **_) -> dict[str, float]:
+def run(model, datamodule, out_dir, prompt: str | None = None) -> dict[str, float]:
     """Heatmap `hidden_states.png` (one panel per layer) and per-layer summary numbers."""
     if "blocks.0.hook_hidden" not in model.hook_dict:
         raise NotApplicable("lstm_hidden reads LSTM hidden states (blocks.*.hook_hidden); this model is no LSTM")

@@ -19,8 +19,13 @@ from pathlib import Path
 
 import torch
 
-from interp.analyses.activations import default_neuron_hook, prompt_activations, val_activations
-from interp.analyses.inputs import check_hook, prompt_tokens
+from interp.analyses.common.activations import (
+    default_neuron_hook,
+    prompt_activations,
+    val_activations,
+)
+from interp.analyses.common.inputs import prompt_tokens
+from interp.models.hooks import check_hook
 
 
 def top_variance_neurons(acts: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -127,7 +132,7 @@ def plot(hook: str, described: list[dict], prompt_acts: torch.Tensor | None, pro
 
 
 def run(model, datamodule, out_dir, hook: str | None = None, k: int = 10, n_examples: int = 10,
-        max_rows: int = 10000, prompt: str | None = None, **_) -> dict[str, float]:
+        max_rows: int = 10000, prompt: str | None = None) -> dict[str, float]:
     """Top-k neurons by variance at `hook` (default: see `default_neuron_hook`) over validation data.
 
     Writes top_neurons.png, top_neurons.json and top_neurons.md (contexts and tokens per neuron).

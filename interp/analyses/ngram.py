@@ -11,7 +11,7 @@ gap to it a conservative number.
 import numpy as np
 import torch
 
-IGNORE = -100
+from interp.data.batch import IGNORE_INDEX
 
 
 def bigram_counts(stream: np.ndarray, vocab: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -25,7 +25,7 @@ def ngram_cross_entropies(train_stream: np.ndarray, tokens: np.ndarray, targets:
                           betas=(0.1, 0.3, 1, 3, 10, 30, 100, 300, 1000)) -> dict[str, float]:
     """Mean CE (nats) of unigram and best-beta bigram models at the (token -> target) pairs given."""
     train = train_stream.astype(np.int64)
-    mask = targets != IGNORE
+    mask = targets != IGNORE_INDEX
     prev, nxt = tokens[mask].astype(np.int64), targets[mask].astype(np.int64)
     unigram = (np.bincount(train, minlength=vocab) + 1.0) / (len(train) + vocab)   # add-one
     pair_ids, pair_counts, context_counts = bigram_counts(train, vocab)
@@ -47,12 +47,12 @@ def model_cross_entropy(model, tokens: torch.Tensor, targets: torch.Tensor, batc
         logits = model(tokens[i:i + batch_size])
         t = targets[i:i + batch_size]
         total += torch.nn.functional.cross_entropy(
-            logits.flatten(0, 1).float(), t.flatten(), ignore_index=IGNORE, reduction="sum").item()
-        count += int((t != IGNORE).sum())
+            logits.flatten(0, 1).float(), t.flatten(), ignore_index=IGNORE_INDEX, reduction="sum").item()
+        count += int((t != IGNORE_INDEX).sum())
     return total / count
 
 
-def run(model, datamodule, out_dir, **_) -> dict[str, float]:
+def run(model, datamodule, out_dir) -> dict[str, float]:
     """Model vs empirical n-gram CE on the val split; `bigram_gap_ratio` = share of the
     unigram->bigram gain the model has NOT captured (0 = as good as the bigram)."""
     streams = datamodule.token_streams()

@@ -19,9 +19,10 @@ from unittest import mock
 import torch
 from transformer_lens import patching as tl_patching
 
-from interp.analyses.inputs import NotApplicable, encode_prompt, model_n_ctx, require_attention, require_lm
+from interp.analyses.common.inputs import encode_prompt, require_attention, require_lm
 from interp.analyses.logit_attribution import answer_id
-from interp.errors import ConfigError
+from interp.errors import ConfigError, NotApplicable
+from interp.models import context_length
 
 
 def logit_diff(logits: torch.Tensor, answer: torch.Tensor, wrong: torch.Tensor) -> torch.Tensor:
@@ -68,7 +69,7 @@ def induction_pair(n_batch: int, length: int, low: int, high: int, seed: int, bo
 def _user_pair(model, tokenizer, clean, corrupted, answer, wrong):
     if clean is None or corrupted is None:
         raise ConfigError("patching needs both clean= and corrupted= prompts (or neither, for the induction default).")
-    n_ctx = model_n_ctx(model)
+    n_ctx = context_length(model)
     clean_t, corrupted_t = encode_prompt(clean, tokenizer, n_ctx), encode_prompt(corrupted, tokenizer, n_ctx)
     if clean_t.shape != corrupted_t.shape:
         raise ConfigError(f"clean= is {clean_t.shape[1]} tokens and corrupted= {corrupted_t.shape[1]}: patching by "
@@ -84,8 +85,7 @@ def _user_pair(model, tokenizer, clean, corrupted, answer, wrong):
 
 @torch.no_grad()
 def run(model, datamodule, out_dir, clean: str | None = None, corrupted: str | None = None, answer: str | None = None,
-        wrong: str | None = None, n_batch: int = 16, length: int = 10, seed: int = 0, min_gap: float = 0.1,
-        **_) -> dict[str, float]:
+        wrong: str | None = None, n_batch: int = 16, length: int = 10, seed: int = 0, min_gap: float = 0.1) -> dict[str, float]:
     """Patching grids (PNG) and numbers: clean/corrupted logit diffs, every head, and per layer the residual
     stream at the first position where the prompts differ and at the last position. Skipped when the clean
     and corrupted logit diffs differ by less than `min_gap` nats: normalised scores would be noise."""

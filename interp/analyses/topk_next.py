@@ -7,7 +7,8 @@ from pathlib import Path
 
 import torch
 
-from interp.analyses.inputs import prompt_tokens, require_lm
+from interp.analyses.common.inputs import prompt_tokens, require_lm
+from interp.data.batch import IGNORE_INDEX
 
 
 @torch.no_grad()
@@ -36,7 +37,7 @@ def plot(top_p: torch.Tensor, top_strings: list[list[str]], inputs: list[str], p
     save_figure(fig, path)
 
 
-def run(model, datamodule, out_dir, prompt: str | None = None, k: int = 5, **_) -> dict[str, float]:
+def run(model, datamodule, out_dir, prompt: str | None = None, k: int = 5) -> dict[str, float]:
     """topk_next.png and topk_next.json; numbers on how well the prompt's own next tokens are predicted."""
     require_lm(datamodule, "topk_next")
     tok = datamodule.tokenizer
@@ -59,6 +60,6 @@ def run(model, datamodule, out_dir, prompt: str | None = None, k: int = 5, **_) 
         results["next_prob_mean"] = probs[:-1].gather(-1, actual[:, None]).mean().item()
     if prompt is None:   # a validation example: also score just the targets its loss counts (e.g. QA answers)
         targets = datamodule.val_ds[0]["targets"][:len(inputs)]
-        scored = targets != -100
+        scored = targets != IGNORE_INDEX
         results["scored_top1_acc"] = (top_i[scored, 0] == targets[scored]).float().mean().item()
     return results

@@ -1,45 +1,46 @@
 """Run one analysis during and/or at the end of training and log what it returns."""
 
+from __future__ import annotations
+
 import logging
 from pathlib import Path
 
 import pytorch_lightning as pl
 
-from interp.analyses import ANALYSES
-from interp.analyses.inputs import NotApplicable
-from interp.errors import ConfigError
+from interp.analyses.runner import check_name, run_analysis, split_options
+from interp.run_dir import FIGURES_DIR
 
 log = logging.getLogger(__name__)
 
 
 class AnalysisCallback(pl.Callback):
     """`every_n_steps`: also run every N optimizer steps (e.g. to watch induction heads form);
-    figures are then overwritten, metrics logged against the step."""
+    figures are then overwritten, metrics logged against the step. Options are checked here,
+    when the run starts, not after training."""
 
     def __init__(self, analysis: str, every_n_steps: int | None = None, **options):
-        if analysis not in ANALYSES:
-            raise ConfigError(f"unknown analysis {analysis!r}; valid: {sorted(ANALYSES)}.")
+        check_name(analysis)
+        split_options([analysis], options)   # raises on an unknown option
         self.analysis, self.every_n_steps, self.options = analysis, every_n_steps, options
         self.results: dict[str, float] = {}
         self._ran_at_step: int | None = None
         self._skipped = False   # NotApplicable once means never: don't retry every N steps
 
-    def _run(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+    def _run(self, trainer: pl.Trainer, pl_module) -> None:
         # The last step can be both an every_n_steps step and the end of training: run once.
         if not trainer.is_global_zero or self._skipped or self._ran_at_step == trainer.global_step:
             return
         self._ran_at_step = trainer.global_step
-        out_dir = Path(trainer.default_root_dir) / "figures" / self.analysis
+        out_dir = Path(trainer.default_root_dir) / FIGURES_DIR / self.analysis
         was_training = pl_module.training
         pl_module.eval()
         try:
-            raw = ANALYSES[self.analysis](pl_module.model, trainer.datamodule, out_dir, **self.options)
-        except NotApplicable as e:
-            self._skipped = True
-            log.warning(f"skipped {self.analysis}: {e}")
-            return
+            raw = run_analysis(self.analysis, pl_module.subject(), out_dir, self.options)
         finally:
             pl_module.train(was_training)
+        if raw is None:
+            self._skipped = True
+            return
         self.results = {f"analysis/{self.analysis}/{k}": float(v) for k, v in raw.items()}
         for logger in trainer.loggers:
             logger.log_metrics(self.results, step=trainer.global_step)
@@ -48,5 +49,5 @@ class AnalysisCallback(pl.Callback):
         if self.every_n_steps and trainer.global_step % self.every_n_steps == 0:
             self._run(trainer, pl_module)
 
-    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+    def on_train_end(self, trainer: pl.Trainer, pl_module) -> None:
         self._run(trainer, pl_module)

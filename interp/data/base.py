@@ -12,6 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 from torch.utils.data import DataLoader, Dataset
 
+from interp.data.batch import IGNORE_INDEX
 from interp.errors import ConfigError
 
 
@@ -78,12 +79,12 @@ def tensor_batch(rows: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
 
 def lm_batch(rows: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
     """`seq` [B, T+1] (+ optional bool `loss_mask` [B, T], + optional `length` [B] of padded
-    rows) -> tokens/targets (-100 = no loss) and, for padded data, `attention_mask` [B, T]
+    rows) -> tokens/targets (IGNORE_INDEX = no loss) and, for padded data, `attention_mask` [B, T]
     (False on padding; SAE harvesting skips those positions)."""
     seq = torch.from_numpy(rows["seq"].astype(np.int64))
     targets = seq[:, 1:].clone()
     if "loss_mask" in rows:
-        targets[~torch.from_numpy(rows["loss_mask"])] = -100
+        targets[~torch.from_numpy(rows["loss_mask"])] = IGNORE_INDEX
     batch = {"tokens": seq[:, :-1], "targets": targets}
     if "length" in rows:
         batch["attention_mask"] = torch.arange(targets.shape[1]) < torch.from_numpy(rows["length"])[:, None]

@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from interp.files import atomic_writer, content_key
 
 FORMAT_VERSION = 1  # bump when the cached content's meaning changes
 
 
 def cache_key(**parts) -> str:
     """Stable hash of JSON-serialisable parts describing everything the arrays depend on."""
-    blob = json.dumps({"format": FORMAT_VERSION, **parts}, sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:20]
+    return content_key({"format": FORMAT_VERSION, **parts})
 
 
 def load_arrays(path: Path) -> dict[str, np.ndarray] | None:
@@ -27,14 +24,5 @@ def load_arrays(path: Path) -> dict[str, np.ndarray] | None:
 
 
 def save_arrays(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    """Write to a temp file in the same dir, then os.replace: readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-        os.chmod(tmp, 0o644)  # mkstemp makes it owner-only; a shared cache dir needs readable files
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_writer(path, "wb") as f:
+        np.savez(f, **arrays)

@@ -40,6 +40,6 @@ def build_model(model_cfg: Mapping | DictConfig) -> HookedRootModule:
 
 
 def context_length(model: HookedRootModule) -> int | None:
-    """The longest input a model accepts, or None for recurrent/convolutional ones."""
-    cfg = getattr(model, "cfg", None)
-    return getattr(cfg, "n_ctx", None)
+    """The longest input a model accepts (transformers' cfg.n_ctx), or None for models that take any
+    length (LSTM, k-gram) or fixed rows (arithmetic MLP)."""
+    return getattr(getattr(model, "cfg", None), "n_ctx", None)

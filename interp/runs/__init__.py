@@ -1,25 +1,23 @@
-"""The run-directory contract (see DESIGN.md, "Runs").
+"""Run directories read back: `load_run`, and offline W&B records (`wandb_offline`).
 
-    <run>/.hydra/             Hydra's config.yaml, overrides.yaml, hydra.yaml
-    <run>/config.yaml         the fully resolved config
-    <run>/checkpoints/        last.ckpt and best.ckpt
-    <run>/metrics.json        final metrics, flat keys like "val/loss"
-    <run>/figures/<analysis>/ PNG and HTML
-    <run>/wandb/              the W&B run (offline by default)
+The files of a run directory and how they are written are in interp.run_dir;
+the names are re-exported here for convenience.
 """
 
-from interp.runs.contract import (
+from interp.run_dir import (
     CONFIG_FILE,
     METRICS_FILE,
+    LoadedRun,
     checkpoint_path,
+    read_checkpoint,
     read_metrics,
     require_run_dir,
     write_config,
     write_metrics,
 )
-from interp.runs.load import LoadedRun, load_checkpoint_config, load_run
+from interp.runs.load import load_run
 
 __all__ = [
-    "CONFIG_FILE", "METRICS_FILE", "LoadedRun", "checkpoint_path", "load_checkpoint_config",
-    "load_run", "read_metrics", "require_run_dir", "write_config", "write_metrics",
+    "CONFIG_FILE", "METRICS_FILE", "LoadedRun", "checkpoint_path", "load_run", "read_checkpoint",
+    "read_metrics", "require_run_dir", "write_config", "write_metrics",
 ]

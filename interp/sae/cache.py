@@ -14,9 +14,7 @@ plain `.npy`, so `np.load(path, mmap_mode="r")` opens it in a notebook.
 
 from __future__ import annotations
 
-import contextlib
 import errno
-import fcntl
 import hashlib
 import json
 import logging
@@ -30,24 +28,13 @@ import numpy as np
 import torch
 
 from interp.errors import DataError
+from interp.files import content_key, file_lock, file_sha256
 
 log = logging.getLogger(__name__)
 
 FORMAT = 1
 ACTS_FILE, MANIFEST_FILE = "acts.npy", "manifest.json"
 DTYPES = {"float32": np.float32, "float16": np.float16}
-
-
-def cache_key(fields: dict) -> str:
-    return hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode()).hexdigest()[:20]
-
-
-def file_sha256(path: str | Path, chunk: int = 1 << 24) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 @dataclass
@@ -127,22 +114,6 @@ def problem_with(path: Path, expected: dict, verify_hash: bool) -> str | None:
     return None
 
 
-@contextlib.contextmanager
-def file_lock(lock_path: Path):
-    """Hold an exclusive flock on `lock_path` (created if missing); other holders wait."""
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock_path, "a") as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            log.info("waiting for another job that is harvesting into %s", lock_path.with_suffix(""))
-            fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
-
-
 def get_or_build(
     root: str | Path,
     fields: dict,
@@ -165,7 +136,7 @@ def get_or_build(
                             "sae.cache.path to harvest a matching cache automatically, or point it at one.")
         return CacheHandle(path, json.loads((path / MANIFEST_FILE).read_text()), harvested=False)
 
-    final = Path(root) / cache_key(fields)
+    final = Path(root) / content_key(fields)
     with file_lock(final.with_suffix(".lock")):
         if final.exists():
             if (reason := problem_with(final, fields, verify_hash)) is None:

@@ -12,17 +12,8 @@ from collections.abc import Iterable, Iterator
 import torch
 from transformer_lens import HookedTransformer
 
+from interp.data.batch import model_inputs, padding_mask
 from interp.errors import ConfigError
-
-
-def model_inputs(batch: dict) -> torch.Tensor:
-    """The model's input in a batch of any of our datasets (lm `tokens`, regression `x`)."""
-    return batch["tokens"] if "tokens" in batch else batch["x"]
-
-
-def valid_positions(batch: dict) -> torch.Tensor | None:
-    """Bool mask [B, T] of real (non-padding) positions, or None when nothing is padded."""
-    return batch.get("attention_mask")
 
 
 def stop_layer(model, hook: str) -> int | None:
@@ -33,14 +24,6 @@ def stop_layer(model, hook: str) -> int | None:
         return 0
     m = re.match(r"blocks\.(\d+)\.", hook)
     return int(m.group(1)) + 1 if m else None
-
-
-def place(model, device) -> None:
-    """Move a base model to `device` (TransformerLens also keeps cfg.device in sync)."""
-    if isinstance(model, HookedTransformer):
-        model.to(device, print_details=False)
-    else:
-        model.to(device)
 
 
 @torch.no_grad()
@@ -60,7 +43,7 @@ def rows(acts: torch.Tensor, batch: dict, hook: str) -> torch.Tensor:
     if acts.ndim != 3:          # e.g. attention hooks [B, head, q, k]: not one vector per token
         raise ConfigError(f"sae.hook={hook!r} gives activations of shape {list(acts.shape)}; an SAE needs "
                           "one vector per token ([batch, pos, d]). Fix: choose such a hook, e.g. blocks.0.hook_resid_post.")
-    mask = valid_positions(batch)
+    mask = padding_mask(batch)
     return acts[mask.to(acts.device)] if mask is not None else acts.flatten(0, 1)
 
 

@@ -25,8 +25,10 @@ from torch.utils.data import DataLoader, IterableDataset
 from tqdm.auto import tqdm
 
 from interp.errors import ConfigError
+from interp.models.hooks import to_device
 from interp.sae import harvest
 from interp.sae.cache import CacheReader, CacheWriter, get_or_build
+from interp.sae.spec import SAESpec
 
 log = logging.getLogger(__name__)
 
@@ -103,20 +105,20 @@ class FirstBatches:
 
 
 class ActivationDataModule(pl.LightningDataModule):
-    def __init__(self, base_model, base_dm, spec: dict, cache_fields: dict, cache_root: str, seed: int):
+    def __init__(self, base_model, base_dm, spec: SAESpec, cache_fields: dict, seed: int):
         super().__init__()
         self.base_model, self.base_dm, self.spec = base_model, base_dm, spec
-        self.cache_fields, self.cache_root, self.seed = cache_fields, cache_root, seed
+        self.cache_fields, self.seed = cache_fields, seed
         self.cache = None       # CacheHandle once set up (source=cache)
         self.tokenizer = getattr(base_dm, "tokenizer", None)
         self.summary: dict = {}
 
     def setup(self, stage: str | None = None) -> None:
         self.base_dm.setup(stage or "fit")
-        if self.spec["source"] == "cache" and self.cache is None and stage in (None, "fit"):
-            c = self.spec["cache"]
-            self.cache = get_or_build(self.cache_root, self.cache_fields, self.d_in, self._harvest,
-                                      path=c.get("path"), verify_hash=c.get("verify", True))
+        if self.spec.source == "cache" and self.cache is None and stage in (None, "fit"):
+            c = self.spec.cache
+            self.cache = get_or_build(c.root, self.cache_fields, self.d_in, self._harvest,
+                                      path=c.path, verify_hash=c.verify)
             harvested = torch.tensor(int(self.cache.harvested))
             if self.trainer is not None:   # under DDP the ranks race for the cache lock: count the run's harvests
                 strategy = self.trainer.strategy
@@ -125,14 +127,14 @@ class ActivationDataModule(pl.LightningDataModule):
 
     @cached_property
     def d_in(self) -> int:   # one forward of the base model; prepare() and setup() both need it
-        return harvest.hook_width(self.base_model, next(iter(self.base_dm.val_dataloader())), self.spec["hook"])
+        return harvest.hook_width(self.base_model, next(iter(self.base_dm.val_dataloader())), self.spec.hook)
 
     def _harvest(self, writer: CacheWriter) -> None:
         device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
-        harvest.place(self.base_model, device)
-        log.info("harvesting %d activations at %s", writer.n_rows, self.spec["hook"])
-        with tqdm(total=writer.n_rows, desc=f"harvest {self.spec['hook']}", unit="tok", leave=False) as bar:
-            for rows in harvest.stream(self.base_model, endless(self.base_dm.train_dataloader()), self.spec["hook"]):
+        to_device(self.base_model, device)
+        log.info("harvesting %d activations at %s", writer.n_rows, self.spec.hook)
+        with tqdm(total=writer.n_rows, desc=f"harvest {self.spec.hook}", unit="tok", leave=False) as bar:
+            for rows in harvest.stream(self.base_model, endless(self.base_dm.train_dataloader()), self.spec.hook):
                 before = writer.written
                 left = writer.write(rows)
                 bar.update(writer.written - before)
@@ -148,15 +150,15 @@ class ActivationDataModule(pl.LightningDataModule):
 
     def _training_rows(self, shard: bool) -> IterableDataset:
         s = self.spec
-        if s["source"] == "cache":
-            return CacheStream(self.cache.acts_path, s["batch_size"], s["buffer_tokens"], self.seed, shard)
-        if s["source"] == "stream":
-            return StreamBuffer(self.base_model, self.base_dm.train_dataloader(), s["hook"], s["batch_size"],
-                                s["buffer_tokens"], self.seed, shard)
-        raise ConfigError(f"sae.source={s['source']!r}; choose cache or stream.")
+        if s.source == "cache":
+            return CacheStream(self.cache.acts_path, s.batch_size, s.buffer_tokens, self.seed, shard)
+        if s.source == "stream":
+            return StreamBuffer(self.base_model, self.base_dm.train_dataloader(), s.hook, s.batch_size,
+                                s.buffer_tokens, self.seed, shard)
+        raise ConfigError(f"sae.source={s.source!r}; choose cache or stream.")
 
     def val_dataloader(self):
-        return FirstBatches(self.base_dm.val_dataloader(), self.spec["eval_batches"])
+        return FirstBatches(self.base_dm.val_dataloader(), self.spec.eval_batches)
 
     def test_dataloader(self):
         return self.val_dataloader()

@@ -1,4 +1,4 @@
-"""The `sae` config group -> a SAELens training SAE.
+"""The `sae` config group: our typed settings (SAESpec) and a SAELens training SAE built from the rest.
 
 Every architecture is a SAELens class trained through its own
 `training_forward_pass`, so losses, auxiliary terms and decoder-norm handling
@@ -8,6 +8,9 @@ are exactly SAELens's; we only map our config names onto its config classes.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Optional
 
 from sae_lens import (
     BatchTopKTrainingSAE,
@@ -34,30 +37,99 @@ ARCHITECTURES = {
     "gated": (GatedTrainingSAEConfig, GatedTrainingSAE),
 }
 
-# Fields of conf/sae/*.yaml that are ours (data, cache, metrics), not SAELens config fields.
-OWN_FIELDS = {
-    "architecture", "hook", "expansion", "d_sae", "batch_size", "source", "harvest_tokens", "buffer_tokens",
-    "d_in", "cache", "dead_feature_window", "feature_sampling_window", "dense_threshold", "eval_batches",
-    "sparse_decode", "fused", "norm_estimate_batches",
-}
+@dataclass
+class CacheSpec:
+    """Where harvested activations are kept (`sae.cache.*`)."""
+
+    root: str = ".cache/activations"
+    """Folder of the shared activation caches, one sub-folder per content key (the config group
+    sets ${paths.cache_dir}/activations)."""
+    dtype: str = "float32"
+    """float32 | float16 (half the disk)."""
+    verify: bool = True
+    """Check the cache's sha256 before using it."""
+    path: Optional[str] = None
+    """A specific cache dir; a mismatch there is refused, never rebuilt."""
 
 
-def d_sae_of(spec: dict, d_in: int) -> int:
-    return int(spec.get("d_sae") or spec["expansion"] * d_in)
+@dataclass
+class SAESpec:
+    """Our fields of the `sae` config group (conf/sae/common.yaml holds their defaults). Every other
+    field of conf/sae/<arch>.yaml is a field of the architecture's SAELens training-SAE config."""
+
+    architecture: str = "standard"
+    """standard | topk | batchtopk | jumprelu | gated (set by sae=<arch>)."""
+    hook: Optional[str] = None
+    """The base model's hook point to decompose (`python analyze.py run=<base> hooks` lists them)."""
+    d_in: Optional[int] = None
+    """Read from the hook; set it only to assert the width."""
+    expansion: int = 8
+    """d_sae = expansion * d_in, unless d_sae is given."""
+    d_sae: Optional[int] = None
+    """Dictionary size; overrides expansion."""
+    batch_size: int = 4096
+    """Activation rows per training step."""
+    source: str = "cache"
+    """cache (harvest once, shared by a sweep) | stream (harvest while training)."""
+    harvest_tokens: int = 500_000
+    """Rows in the cache; training cycles through them."""
+    buffer_tokens: int = 65536
+    """Rows in memory: the cache's read block, or the stream's shuffle buffer."""
+    cache: CacheSpec = field(default_factory=CacheSpec)
+    """The activation cache."""
+    dead_feature_window: int = 1000
+    """Training steps without firing after which a feature counts as dead (SAELens's default)."""
+    feature_sampling_window: int = 2000
+    """Training steps per feature-density window (SAELens's default)."""
+    dense_threshold: float = 0.1
+    """Density above which a feature counts as dense."""
+    eval_batches: int = 8
+    """Base-model validation batches per evaluation."""
+    norm_estimate_batches: int = 100
+    """Training batches over which estimated normalisation statistics are computed."""
+    sparse_decode: bool = False
+    """topk: decode only the k active rows (interp.sae.sparse_topk); same maths, faster at large d_sae."""
+    fused: bool = False
+    """standard: the step as one autograd function (interp.sae.fused_standard); same maths, faster."""
 
 
-def build_training_sae(spec: dict, d_in: int, hook: str | None = None) -> TrainingSAE:
+OWN_FIELDS = frozenset(f.name for f in dataclasses.fields(SAESpec))
+
+
+def parse_spec(spec: Mapping) -> tuple[SAESpec, dict]:
+    """(our settings, the SAELens config kwargs) of an `sae` config; ConfigError on a wrong type."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    spec = OmegaConf.to_container(spec, resolve=True) if not isinstance(spec, dict) else spec
+    ours = {k: v for k, v in spec.items() if k in OWN_FIELDS}
+    try:
+        parsed = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(SAESpec), ours))
+    except OmegaConfBaseException as e:
+        raise ConfigError(f"sae: {str(e).splitlines()[0]}. Fix: correct that sae.* override.") from None
+    return parsed, {k: v for k, v in spec.items() if k not in OWN_FIELDS and v is not None}
+
+
+def d_sae_of(spec: SAESpec, d_in: int) -> int:
+    return int(spec.d_sae or spec.expansion * d_in)
+
+
+def build_training_sae(spec: Mapping | SAESpec, d_in: int, hook: str | None = None,
+                       saelens: dict | None = None) -> TrainingSAE:
     """A fresh SAELens training SAE for activations of width d_in.
 
-    Every key of `spec` that is not one of ours must be a field of the
-    architecture's SAELens config; a typo is an error, not silently ignored.
+    `spec` is an `sae` config (a mapping: parsed here) or an already parsed SAESpec with its
+    SAELens kwargs in `saelens`. Every SAELens kwarg must be a field of the architecture's SAELens
+    config; a typo is an error, not silently ignored.
     """
-    arch = spec.get("architecture")
+    if not isinstance(spec, SAESpec):
+        spec, saelens = parse_spec(spec)
+    kwargs = dict(saelens or {})
+    arch = spec.architecture
     if arch not in ARCHITECTURES:
         raise ConfigError(f"sae.architecture={arch!r} is not one of {sorted(ARCHITECTURES)}. Fix: sae=<one of them>.")
     cfg_cls, sae_cls = ARCHITECTURES[arch]
     valid = {f.name for f in dataclasses.fields(cfg_cls)} - {"d_in", "d_sae", "metadata", "device", "dtype"}
-    kwargs = {k: v for k, v in spec.items() if k not in OWN_FIELDS and v is not None}
     if unknown := sorted(set(kwargs) - valid):
         raise ConfigError(f"sae.{unknown[0]} is not a setting of the {arch} SAE (SAELens {cfg_cls.__name__}). "
                           f"Valid: {sorted(valid | OWN_FIELDS)}.")
@@ -65,11 +137,11 @@ def build_training_sae(spec: dict, d_in: int, hook: str | None = None) -> Traini
         raise ConfigError(f"sae.normalize_activations={norm!r} is not one of {list(KINDS)}.")
     cfg = cfg_cls(d_in=d_in, d_sae=d_sae_of(spec, d_in), **kwargs)
     cfg.metadata.hook_name = hook
-    if arch == "topk" and spec.get("sparse_decode", False) and not cfg.use_sparse_activations:
+    if arch == "topk" and spec.sparse_decode and not cfg.use_sparse_activations:
         from interp.sae.sparse_topk import SparseDecodeTopKTrainingSAE
 
         return SparseDecodeTopKTrainingSAE(cfg)
-    if arch == "standard" and spec.get("fused", False):
+    if arch == "standard" and spec.fused:
         from interp.sae.fused_standard import FusedStandardTrainingSAE
 
         return FusedStandardTrainingSAE(cfg)

@@ -14,30 +14,36 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 
-import pytorch_lightning as pl
 import torch
 from sae_lens.saes.sae import TrainStepInput
 
-from interp.errors import TrainingDiverged
+from interp.data.batch import is_lm_batch, model_inputs, padding_mask, scored
+from interp.models.hooks import to_device
 from interp.sae import harvest, normalize
 from interp.sae.figures import save_density_histogram
-from interp.sae.harvest import place
-from interp.sae.metrics import EvalAccumulator, FiringTracker, coefficient, lm_downstream, log10_density
-from interp.sae.spec import build_training_sae, inference_sae
-from interp.tasks.base import BaseTask
+from interp.sae.metrics import (
+    EvalAccumulator,
+    FiringTracker,
+    coefficient,
+    lm_downstream,
+    log10_density,
+)
+from interp.sae.spec import build_training_sae, inference_sae, parse_spec
+from interp.subject import Subject
+from interp.tasks.base import ConfiguredTask
+
+SAE_DIR = "sae"   # <run>/sae/: the trained SAE in SAELens format
 
 
-class SAETask(pl.LightningModule):
-    configure_optimizers = BaseTask.configure_optimizers   # same optimiser + schedule config as base runs
+class SAETask(ConfiguredTask):
+    diverged_fix = "lower optim.lr, or check the base activations for inf/NaN (python analyze.py run=<base run> hooks)."
 
     def __init__(self, config: dict, d_in: int, base_model=None):
-        super().__init__()
-        self.save_hyperparameters({"config": config}, logger=False)
-        self.config = config
-        self.spec = config["sae"]
-        self.hook = self.spec["hook"]
-        self.sae = build_training_sae(self.spec, d_in, self.hook)
-        self.tracker = FiringTracker(self.sae.cfg.d_sae, self.spec["dead_feature_window"])
+        super().__init__(config)
+        self.spec, saelens_kwargs = parse_spec(config["sae"])
+        self.hook = self.spec.hook
+        self.sae = build_training_sae(self.spec, d_in, self.hook, saelens_kwargs)
+        self.tracker = FiringTracker(self.sae.cfg.d_sae, self.spec.dead_feature_window)
         self.scaler = normalize.ActivationScaler()   # sae.normalize_activations statistics (normalize.py)
         self.coefficients = {name: (c.value, c.warm_up_steps) if hasattr(c, "value") else (float(c), 0)
                              for name, c in self.sae.get_coefficients().items()}
@@ -50,7 +56,7 @@ class SAETask(pl.LightningModule):
         kind = self.sae.cfg.normalize_activations
         if kind in normalize.ESTIMATED and not normalize.estimated(self.scaler):   # kept on resume
             self.scaler = normalize.estimate(kind, self.sae.cfg.d_in, self.trainer.datamodule.norm_batches(),
-                                             self.spec["norm_estimate_batches"])
+                                             self.spec.norm_estimate_batches)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["activation_scaler"] = normalize.state(self.scaler)
@@ -62,10 +68,8 @@ class SAETask(pl.LightningModule):
         self._place_base()
 
     def _place_base(self) -> None:
-        if self.base_model is None:
-            return
-        self.base_model.requires_grad_(False).eval()
-        place(self.base_model, self.device)
+        if self.base_model is not None:
+            to_device(self.base_model.requires_grad_(False).eval(), self.device)
 
     # --- training ---------------------------------------------------------------------------
     def current_coefficients(self) -> dict[str, float]:
@@ -77,14 +81,11 @@ class SAETask(pl.LightningModule):
         out = self.sae.training_forward_pass(TrainStepInput(
             sae_in=batch, coefficients=coeffs, dead_neuron_mask=self.tracker.dead_mask(),
             n_training_steps=self.global_step, is_logging_step=False))
-        if not torch.isfinite(out.loss):
-            raise TrainingDiverged(
-                f"SAE loss became {out.loss.item()} at step {self.global_step}. Fix: lower optim.lr, or check the "
-                "base activations for inf/NaN (python analyze.py run=<base run> hooks).")
+        self.check_finite(out.loss, "SAE loss")
         self.tracker.update(out.feature_acts)
         if self.global_step % self.trainer.log_every_n_steps == 0:   # the metrics cost passes over the batch
             self._log_train(out, coeffs)
-        window = self.spec["feature_sampling_window"]
+        window = self.spec.feature_sampling_window
         if (self.global_step + 1) % window == 0:
             self.log("sparsity/mean_log10_feature_density", log10_density(self.tracker.density()).mean())
             self.tracker.reset_window()
@@ -104,11 +105,15 @@ class SAETask(pl.LightningModule):
             logs["train/norm_scaling_factor"] = self.scaler.scaling_factor
         self.log_dict(logs, prog_bar=False)
 
+    def on_fit_end(self) -> None:
+        if self.trainer.is_global_zero:
+            self.save_sae(Path(self.trainer.default_root_dir) / SAE_DIR)
+
     def save_sae(self, path) -> None:
         """SAELens format (cfg.json + sae_weights.safetensors + sparsity.safetensors):
         `sae_lens.SAE.load_from_disk(path)` loads it."""
-        from safetensors.torch import save_file
         from sae_lens.constants import SPARSITY_FILENAME
+        from safetensors.torch import save_file
 
         meta = self.sae.cfg.metadata
         meta.model_name = self.config.get("base", {}).get("run")
@@ -122,6 +127,10 @@ class SAETask(pl.LightningModule):
         save_file({"sparsity": log10_density(self.tracker.density()).cpu()}, str(Path(path) / SPARSITY_FILENAME))
 
     # --- evaluation -------------------------------------------------------------------------
+    def subject(self) -> Subject:
+        """Analyses look at the saved SAE on the frozen base model and the base run's data."""
+        return Subject(self.base_model, self.trainer.datamodule.base_dm, self.saved_form())
+
     def saved_form(self):
         """The SAE as `<run>/sae/` holds it, in memory: SAELens's inference form with the
         normalisation statistics folded in, so it reads raw activations. Every metric and
@@ -129,7 +138,7 @@ class SAETask(pl.LightningModule):
         return normalize.fold(inference_sae(self.sae), self.scaler)
 
     def on_validation_epoch_start(self) -> None:
-        self.acc = EvalAccumulator(self.sae.cfg.d_sae, self.spec["dense_threshold"])
+        self.acc = EvalAccumulator(self.sae.cfg.d_sae, self.spec.dense_threshold)
         self.eval_sae = self.saved_form()
 
     @torch.no_grad()
@@ -152,7 +161,7 @@ class SAETask(pl.LightningModule):
         if self.trainer.is_global_zero:
             save_density_histogram(
                 self.eval_density, Path(self.trainer.default_root_dir) / "figures" / "sae" / "feature_density.png",
-                f"{self.spec['architecture']} SAE at {self.hook}, step {self.global_step}")
+                f"{self.spec.architecture} SAE at {self.hook}, step {self.global_step}")
         for logger in self.trainer.loggers:
             if isinstance(logger, WandbLogger):
                 import wandb
@@ -173,14 +182,14 @@ def evaluate_batch(sae, base_model, hook: str, batch: dict, acc: EvalAccumulator
     into the base model at `hook`, the downstream loss (CE for LMs, MSE for regression)."""
     device = next(base_model.parameters()).device
     batch = {k: v.to(device) for k, v in batch.items()}
-    inputs = harvest.model_inputs(batch)
+    inputs = model_inputs(batch)
     clean, cache = base_model.run_with_cache(inputs, names_filter=hook)   # the clean run also gives the SAE input
     acts = harvest.rows(cache[hook], batch, hook)
     feats = sae.encode(acts)
     recon = sae.decode(feats)
     acc.add(acts, recon, feats)
 
-    mask = harvest.valid_positions(batch)
+    mask = padding_mask(batch)
 
     def splice(act, hook=None):   # same prefix as the clean run, so the same activations: reuse recon
         if act.ndim == 2 or mask is None:
@@ -194,8 +203,8 @@ def evaluate_batch(sae, base_model, hook: str, batch: dict, acc: EvalAccumulator
 
     with_sae = base_model.run_with_hooks(inputs, fwd_hooks=[(hook, splice)])
     ablated = base_model.run_with_hooks(inputs, fwd_hooks=[(hook, zero)])
-    if "targets" in batch:        # language model: CE (and KL) over positions that have a target
-        keep = batch["targets"] != -100
+    if is_lm_batch(batch):        # language model: CE (and KL) over positions that have a target
+        keep = scored(batch["targets"])
         if mask is not None:
             keep &= mask
         for name, per_token in lm_downstream(clean, with_sae, ablated, batch["targets"], keep).items():

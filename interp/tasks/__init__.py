@@ -1,8 +1,6 @@
-"""LightningModules, one per training objective, selected by `task.name`."""
+"""LightningModules of the model tasks (the SAE task is in interp.sae); registry in interp.registry."""
 
 from interp.tasks.lm import LMTask
 from interp.tasks.regression import RegressionTask
 
-TASKS = {"lm": LMTask, "regression": RegressionTask}
-
-__all__ = ["TASKS", "LMTask", "RegressionTask"]
+__all__ = ["LMTask", "RegressionTask"]

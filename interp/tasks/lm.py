@@ -10,11 +10,10 @@ import torch
 import torch.nn.functional as F
 from torchmetrics import MeanMetric
 
+from interp.data.batch import IGNORE_INDEX, scored
+from interp.models import context_length
 from interp.tasks.base import BaseTask
 from interp.tasks.generate import greedy_complete
-from interp.models import context_length
-
-IGNORE = -100
 
 
 class LMTask(BaseTask):
@@ -29,7 +28,7 @@ class LMTask(BaseTask):
     def _loss(self, batch):
         logits = self(batch["tokens"])
         targets = batch["targets"]
-        loss = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=IGNORE)
+        loss = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=IGNORE_INDEX)
         return logits, targets, loss
 
     def training_step(self, batch, batch_idx):
@@ -40,7 +39,7 @@ class LMTask(BaseTask):
 
     def validation_step(self, batch, batch_idx):
         logits, targets, loss = self._loss(batch)
-        mask = targets != IGNORE
+        mask = scored(targets)
         n = mask.sum()
         if n == 0:
             return

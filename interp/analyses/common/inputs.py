@@ -1,17 +1,12 @@
-"""Inputs shared by analyses: prompts typed by a user, and the "does it apply?" signal."""
+"""Inputs shared by analyses: prompts typed by a user, validation examples, "does it apply?" checks."""
 
 from __future__ import annotations
 
 import torch
 
-from interp.errors import ConfigError
-
-
-class NotApplicable(Exception):
-    """Raised by an analysis that does not apply to this model (e.g. attention on an LSTM).
-
-    Callers (the callback, analyze.py) print `skipped <analysis>: <reason>` and go on.
-    """
+from interp.data.batch import scored
+from interp.errors import ConfigError, NotApplicable
+from interp.models import context_length
 
 
 def encode_prompt(prompt: str | None, tokenizer, n_ctx: int | None, *, prepend_bos: bool = True) -> torch.Tensor:
@@ -26,24 +21,6 @@ def encode_prompt(prompt: str | None, tokenizer, n_ctx: int | None, *, prepend_b
     return torch.tensor([ids], dtype=torch.long)
 
 
-def model_n_ctx(model) -> int | None:
-    """The model's context length if it has one (transformers, k-gram), else None (LSTM, MLP)."""
-    cfg = getattr(model, "cfg", None)
-    return getattr(cfg, "n_ctx", None) if cfg is not None else getattr(model, "n_ctx", None)
-
-
-def check_hook(model, hook: str | None, setting: str = "hook", model_name: str = "the model") -> str:
-    """`hook` if the model has a hook point of that name, else a ConfigError listing the valid names.
-
-    `setting` is the override the user typed it in (`hook` for analyses, `sae.hook` for SAE runs).
-    """
-    if hook not in model.hook_dict:
-        raise ConfigError(f"{setting}={hook!r} is not a hook of {model_name}. Valid hooks: "
-                          f"{', '.join(sorted(model.hook_dict))}. Fix: {setting}=<one of the valid hooks> "
-                          "(`python analyze.py run=<run> hooks` shows their shapes).")
-    return hook
-
-
 def require_lm(datamodule, analysis: str) -> None:
     """NotApplicable unless the run is a language model (token ids in, next-token logits out)."""
     if getattr(datamodule, "tokenizer", None) is None:
@@ -53,14 +30,14 @@ def require_lm(datamodule, analysis: str) -> None:
 def first_val_example(datamodule, max_positions: int | None = None) -> torch.Tensor:
     """The first validation sequence [1, pos], cut after its last scored target (drops padding)."""
     example = datamodule.val_ds[0]
-    last = int((example["targets"] != -100).nonzero().max()) + 1
+    last = int(scored(example["targets"]).nonzero().max()) + 1
     return example["tokens"][:last][:max_positions].unsqueeze(0)
 
 
 def prompt_tokens(model, datamodule, prompt: str | None = None, max_positions: int = 48) -> torch.Tensor:
     """Token ids [1, pos] of the user's prompt, or of the first validation example when there is none."""
     if prompt is not None:
-        return encode_prompt(prompt, datamodule.tokenizer, model_n_ctx(model))
+        return encode_prompt(prompt, datamodule.tokenizer, context_length(model))
     return first_val_example(datamodule, max_positions)
 
 

@@ -5,6 +5,12 @@ from __future__ import annotations
 import torch
 from transformer_lens import HookedTransformer
 
+from interp.data.batch import (
+    is_lm_batch,
+    model_inputs,
+    padding_mask,
+    through_last_target,
+)
 from interp.errors import ConfigError
 
 
@@ -37,13 +43,6 @@ def as_neurons(acts: torch.Tensor, hook: str) -> torch.Tensor:
     return acts.flatten(2) if acts.ndim > 3 else acts
 
 
-def valid_positions(targets: torch.Tensor) -> torch.Tensor:
-    """Bool [B, T]: positions up to each row's last scored target (the rest is padding)."""
-    scored = targets != -100
-    last = torch.where(scored.any(1), scored.shape[1] - 1 - scored.flip(1).int().argmax(1), -1)
-    return torch.arange(targets.shape[1]) <= last[:, None]
-
-
 @torch.no_grad()
 def val_activations(model, datamodule, hooks: list[str], max_rows: int = 20000):
     """Activations at `hooks` over validation data, one row per (sequence, position) that is not padding.
@@ -54,11 +53,12 @@ def val_activations(model, datamodule, hooks: list[str], max_rows: int = 20000):
     device = next(model.parameters()).device
     acts, inputs, where, n = {h: [] for h in hooks}, [], [], 0
     for batch in datamodule.val_dataloader():
-        x = batch["tokens"] if "tokens" in batch else batch["x"]
-        if "targets" not in batch:   # one output per input row
+        x = model_inputs(batch)
+        if not is_lm_batch(batch):   # one output per input row
             mask = torch.ones(len(x), 1, dtype=torch.bool)
         else:
-            mask = batch["attention_mask"] if "attention_mask" in batch else valid_positions(batch["targets"])
+            mask = padding_mask(batch)
+            mask = mask if mask is not None else through_last_target(batch["targets"])
         _, cache = model.run_with_cache(x.to(device), names_filter=hooks)
         for h in hooks:
             a = as_neurons(cache[h], h).float().cpu()

@@ -1,0 +1,1 @@
+"""Helpers shared by analyses (not analyses themselves): prompt inputs, activations, attention maps."""

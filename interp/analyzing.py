@@ -1,0 +1,97 @@
+"""Analyses of a saved run: `analyze(cfg)` is what `python analyze.py` does.
+
+Each requested analysis runs through interp.analyses.runner.run_analysis, the same function
+the training callback calls, so `figures/<analysis>/` holds the same files either way.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from interp.errors import ConfigError
+
+# Keys of conf/analyze.yaml that are not analysis options.
+ENTRY_KEYS = ("run", "analysis", "which", "device", "hydra", "prompt_file")
+# Free-text options: always strings, `\n` typed on the command line becomes a newline.
+TEXT_OPTIONS = ("prompt", "answer", "wrong", "clean", "corrupted")
+HOOKS = "hooks"   # not an analysis: lists the model's hook names and shapes
+
+
+def entry_keys(entry_config: Path) -> set[str]:
+    """The keys analyze.yaml declares (others are new analysis options, given with a `+`)."""
+    return set(OmegaConf.load(entry_config)) | {"hydra"}
+
+
+def text(value) -> str:
+    """A text option as the user meant it: `prompt=123` is still text, `\\n` is a newline."""
+    return str(value).replace("\\n", "\n")
+
+
+def read_prompt_file(path: str) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"prompt_file={path} does not exist. Fix: pass the path of a UTF-8 text file.") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"prompt_file={path} cannot be read as UTF-8 text ({e}). Fix: save it as UTF-8.") from None
+
+
+def analysis_options(cfg: DictConfig) -> dict:
+    """The analysis options of an analyze.py config: everything but the entry keys, None dropped."""
+    options = {k: v for k, v in OmegaConf.to_container(cfg, resolve=True).items()
+               if k not in ENTRY_KEYS and v is not None}
+    options.update({k: text(options[k]) for k in TEXT_OPTIONS if k in options})
+    if cfg.get("prompt_file"):
+        if "prompt" in options:
+            raise ConfigError("both prompt= and prompt_file= are set. Fix: pass only one of them.")
+        options["prompt"] = read_prompt_file(cfg.prompt_file)
+    return options
+
+
+def print_hooks(run) -> None:
+    from interp.models.hooks import example_input, hook_shapes
+
+    inputs = example_input(run.model)
+    print(f"hooks of {run.model_name} on an input of shape {list(inputs.shape)}:")
+    for hook, shape in hook_shapes(run.model, inputs).items():
+        print(f"  {hook:<40} {list(shape)}")
+
+
+def subject_of(run):
+    """The model, data (the splits the model saw, set up for validation) and SAE of a loaded run."""
+    from interp.data import build_datamodule
+    from interp.subject import Subject
+
+    seed = run.data_seed if run.data_seed is not None else run.config["seed"]
+    dm = build_datamodule(run.config["data"], seed=seed)
+    dm.setup("validate")
+    return Subject(run.model, dm, run.sae)
+
+
+def analyze(cfg: DictConfig) -> dict[str, dict]:
+    """Run the analyses `cfg.analysis` names on the run `cfg.run`; return {analysis: metrics}."""
+    from interp.analyses.runner import check_name, run_analysis, split_options
+    from interp.run_dir import FIGURES_DIR
+    from interp.runs import load_run
+
+    names = list(cfg.analysis) if isinstance(cfg.analysis, ListConfig) else [cfg.analysis]
+    for name in names:
+        check_name(name, extra=(HOOKS,))
+    options = split_options([n for n in names if n != HOOKS], analysis_options(cfg))   # before any loading
+    run = load_run(cfg.run, which=cfg.which, device=cfg.device)
+    subject, done = None, {}
+    for name in names:
+        if name == HOOKS:
+            print_hooks(run)
+            continue
+        subject = subject or subject_of(run)
+        out_dir = Path(cfg.run) / FIGURES_DIR / name
+        if (results := run_analysis(name, subject, out_dir, options[name])) is None:
+            continue
+        done[name] = results
+        print(f"{name}: {out_dir}")
+        for key, value in results.items():
+            print(f"  {key:<40} {value:.4g}")
+    return done

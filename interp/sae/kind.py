@@ -1,0 +1,117 @@
+"""The `task=sae` kind: build an SAE run from a base run, and load a finished one.
+
+The SAE run takes its model and data from the base run (so `data=` needs no
+repeating), applies any `data.*=` overrides of this command on top, and
+records the base run (path, checkpoint sha256, model config) in its config.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from hydra.utils import to_absolute_path
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from interp.errors import ConfigError, RunDirError
+from interp.files import content_key, file_lock, file_sha256
+from interp.models.hooks import check_hook
+from interp.run_dir import LoadedRun, checkpoint_path, read_checkpoint, run_config
+from interp.sae.spec import parse_spec
+from interp.tasks.kind import TaskKind, rebuild_model_run
+
+NAME = "sae"   # the task's name in the registry and in conf/task/sae.yaml
+
+
+def ensure_base_run(overrides: list[str], root: Path, base_runs_dir: Path) -> Path:
+    """`base_run=auto`: train the base described by `base_overrides` once, reuse it after.
+
+    The run lives in <paths.base_runs_dir>/<hash of the overrides>; a lock makes the jobs
+    of a sweep wait for the first one instead of each training a copy.
+    """
+    run_dir = base_runs_dir / content_key(sorted(overrides), 12)
+    with file_lock(run_dir.with_suffix(".lock")):
+        if not (run_dir / "metrics.json").is_file():
+            cmd = [sys.executable, str(root / "train.py"), *overrides, f"hydra.run.dir={run_dir}"]
+            print(f"base_run=auto: training the base run first: {' '.join(cmd[1:])}", flush=True)
+            if (rc := subprocess.run(cmd, cwd=root).returncode) != 0:
+                raise RunDirError(f"training the base run failed (exit {rc}); see {run_dir}/train.log.")
+    return run_dir
+
+
+def load_base(base_dir: str | Path, device: str = "cpu") -> LoadedRun:
+    """The model run an SAE decomposes; an SAE run is refused."""
+    ckpt = checkpoint_path(base_dir)
+    config, raw = read_checkpoint(ckpt)
+    if config.get("task", {}).get("name") == NAME:
+        raise ConfigError(f"base_run={base_dir} is itself an SAE run. Fix: pass the run the SAE should decompose.")
+    return rebuild_model_run(base_dir, config, raw, ckpt, device)
+
+
+def _data_overrides(overrides: list[str]) -> dict:
+    dotlist = [o for o in overrides if o.startswith("data.")]
+    return OmegaConf.to_container(OmegaConf.from_dotlist(dotlist)).get("data", {}) if dotlist else {}
+
+
+class SAETaskKind(TaskKind):
+    trains_model_config = False   # the model is the base run's
+
+    def build(self, cfg: DictConfig, meta: dict):
+        from interp.data import build_datamodule
+        from interp.sae.source import ActivationDataModule
+        from interp.sae.task import SAETask
+
+        if cfg.get("base_run") in (None, "", "???"):
+            raise ConfigError("task=sae needs the run whose activations to learn: base_run=<run dir> "
+                              "(or base_run=auto with base_overrides=[experiment=...]).")
+        if cfg.get("sae") is None:
+            raise ConfigError("task=sae needs an SAE spec: sae=standard|topk|batchtopk|jumprelu|gated.")
+        root = Path(cfg.paths.root_dir)
+        base_dir = (ensure_base_run(list(cfg.base_overrides), root, Path(cfg.paths.base_runs_dir))
+                    if cfg.base_run == "auto" else Path(to_absolute_path(str(cfg.base_run))))
+        base = load_base(base_dir)
+        spec, _ = parse_spec(cfg.sae)
+        check_hook(base.model, spec.hook, "sae.hook", f"base run {base_dir} ({base.config['model']['arch']})")
+
+        data = OmegaConf.merge(base.config["data"], _data_overrides(meta["overrides"]))
+        seed = base.config["seed"]           # the base run's data splits, not new ones
+        base_dm = build_datamodule(data, seed=seed)
+        base_dm.setup("fit")
+        base_sha = file_sha256(base.checkpoint)
+        with open_dict(cfg):
+            cfg.model = base.config["model"]
+            cfg.data = data
+            cfg.base = {"run": str(base_dir), "checkpoint": str(base.checkpoint), "checkpoint_sha256": base_sha,
+                        "global_step": base.global_step, "run_name": base.config.get("run_name"), "seed": seed}
+        cache_fields = {"base_checkpoint_sha256": base_sha, "hook": spec.hook, "seed": seed,
+                        "data": OmegaConf.to_container(data, resolve=True),
+                        "n_tokens": int(spec.harvest_tokens), "dtype": spec.cache.dtype}
+        dm = ActivationDataModule(base.model, base_dm, spec, cache_fields, seed=cfg.seed)
+        d_in = dm.d_in
+        if spec.d_in not in (None, d_in):
+            raise ConfigError(f"sae.d_in={spec.d_in} but {spec.hook} of the base model has width {d_in}. "
+                              "Fix: drop sae.d_in (it is read from the hook) or choose a hook of that width.")
+        with open_dict(cfg):
+            cfg.sae.d_in = d_in
+        return cfg, dm, SAETask(run_config(cfg, meta), d_in, base.model)
+
+    def load(self, run_dir, config, raw, ckpt, device):
+        """The SAE (SAELens format, from <run>/sae/) and the frozen base model it was trained on."""
+        import logging
+
+        from sae_lens import SAE
+
+        from interp.sae.task import SAE_DIR
+
+        base = config["base"]
+        if not (run_dir / SAE_DIR / "cfg.json").is_file():
+            raise RunDirError(f"{run_dir} is an SAE run without {run_dir / SAE_DIR}: training did not finish. "
+                              "Fix: resume it with ckpt_path=<run>/checkpoints/last.ckpt.")
+        base_run = load_base(base["run"], device=device)
+        if base_run.checkpoint == Path(base["checkpoint"]) and file_sha256(base_run.checkpoint) != base["checkpoint_sha256"]:
+            logging.getLogger(__name__).warning(
+                "the base checkpoint %s changed since this SAE was trained (sha256 differs)", base_run.checkpoint)
+        sae = SAE.load_from_disk(str(run_dir / SAE_DIR), device=device)
+        return LoadedRun(run_dir, config, base_run.model, base_run.tokenizer, ckpt, int(raw.get("global_step", 0)),
+                         sae, data_seed=base["seed"])

@@ -1,0 +1,60 @@
+"""Task kinds: how `train()` builds a task and how `load_run()` rebuilds a finished run.
+
+Every entry of the task registry (interp/registry.py) is a TaskKind. `train()` and
+`load_run()` only ever call these two methods, so adding a task touches no other code.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytorch_lightning as pl
+from omegaconf import DictConfig
+
+from interp.run_dir import LoadedRun, run_config
+
+
+class TaskKind:
+    """One kind of training run (the `task` config group's `name`)."""
+
+    #: True when the run trains the model that `cfg.model` describes, so resuming must rebuild
+    #: exactly that model; False when the model comes from elsewhere (an SAE's base run).
+    trains_model_config = True
+
+    def build(self, cfg: DictConfig, meta: dict) -> tuple[DictConfig, pl.LightningDataModule, pl.LightningModule]:
+        """(final config, datamodule, LightningModule) for a run of `cfg`; `meta` is its run_meta."""
+        raise NotImplementedError
+
+    def load(self, run_dir: Path, config: dict, raw: dict, ckpt: Path, device: str) -> LoadedRun:
+        """Rebuild a finished run from its checkpoint (`config` and `raw` as read from `ckpt`)."""
+        raise NotImplementedError
+
+
+class ModelTaskKind(TaskKind):
+    """Tasks that train `cfg.model` on `cfg.data` (language modelling, regression)."""
+
+    def __init__(self, module_cls: type[pl.LightningModule]):
+        self.module_cls = module_cls
+
+    def build(self, cfg, meta):
+        from interp.data import build_datamodule
+        from interp.tasks.checks import check_compatible
+
+        check_compatible(cfg, meta["choices"].get("model", cfg.model.arch))
+        return cfg, build_datamodule(cfg.data, seed=cfg.seed), self.module_cls(run_config(cfg, meta))
+
+    def load(self, run_dir, config, raw, ckpt, device):
+        return rebuild_model_run(run_dir, config, raw, ckpt, device)
+
+
+def rebuild_model_run(run_dir: str | Path, config: dict, raw: dict, ckpt: Path, device: str = "cpu") -> LoadedRun:
+    """The trained model of a model-task checkpoint (eval mode, on `device`) and its tokenizer."""
+    from interp.data.tokenizer import Tokenizer
+    from interp.models import build_model
+    from interp.models.hooks import to_device
+
+    model = build_model(config["model"])
+    model.load_state_dict({k.removeprefix("model."): v for k, v in raw["state_dict"].items() if k.startswith("model.")})
+    to_device(model, device).eval()
+    tokenizer = Tokenizer(config["data"]["vocab_size"]) if config["model"]["kind"] == "lm" else None
+    return LoadedRun(Path(run_dir), config, model, tokenizer, ckpt, int(raw.get("global_step", 0)))

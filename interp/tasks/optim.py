@@ -1,0 +1,42 @@
+"""The optimiser and learning-rate schedule of every task, from the `optim` config group."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from interp.errors import ConfigError
+
+
+def build_optimizers(params, optim: dict, total_steps: int) -> dict:
+    """`torch.optim.<optim.name>` over `params` with linear warm-up then a constant or cosine schedule
+    (down to `min_lr_ratio` of the peak at `total_steps`), in Lightning's configure_optimizers form."""
+    o = dict(optim)
+    name = o.pop("name")
+    warmup = o.pop("warmup_steps", 0)
+    schedule = o.pop("schedule", "constant")
+    min_lr_ratio = o.pop("min_lr_ratio", 0.0)
+    opt_cls = getattr(torch.optim, name, None)
+    if opt_cls is None or not isinstance(opt_cls, type):
+        raise ConfigError(f"optim.name={name!r} is not a torch.optim optimizer (e.g. AdamW, Adam, SGD).")
+    if "betas" in o:
+        o["betas"] = tuple(o["betas"])
+    try:
+        optimizer = opt_cls(params, **o)
+    except TypeError as e:
+        raise ConfigError(f"optim: {e}. Remove or rename that field for {name}.") from e
+    total = max(1, int(total_steps))
+    if schedule not in ("constant", "cosine"):
+        raise ConfigError(f"optim.schedule={schedule!r}; choose constant or cosine.")
+
+    def lr_lambda(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        if schedule == "constant":
+            return 1.0
+        progress = min(1.0, (step - warmup) / max(1, total - warmup))
+        return min_lr_ratio + (1 - min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda)
+    return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

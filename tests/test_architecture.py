@@ -1,0 +1,126 @@
+"""The package's structure, checked: imports only point down the layers, no task is special-cased
+outside its own package, the batch format has one home, the SAE spec matches its config group."""
+
+import ast
+import dataclasses
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import REPO
+
+PACKAGE = REPO / "interp"
+
+# Bottom up; a module may import its own layer or any lower one (docs/architecture.md).
+LAYERS = [
+    ["interp", "interp.errors", "interp.files", "interp.run_dir", "interp.subject", "interp.viz", "interp.hugepages"],
+    ["interp.models", "interp.data"],
+    ["interp.tasks", "interp.analyses", "interp.sae"],
+    ["interp.callbacks", "interp.registry"],
+    ["interp.runs"],
+    ["interp.training", "interp.analyzing", "interp.resume", "interp.cli"],
+]
+# Within a layer, packages that must not import each other at all.
+NEVER = {("interp.runs", "interp.sae"), ("interp.sae", "interp.runs"), ("interp.sae", "interp.analyses"),
+         ("interp.sae", "interp.callbacks"), ("interp.tasks", "interp.sae")}
+
+
+def layer_of(module: str) -> int:
+    best = max((prefix for layer in LAYERS for prefix in layer if module == prefix or module.startswith(prefix + ".")),
+               key=len)
+    return next(i for i, layer in enumerate(LAYERS) if best in layer)
+
+
+def top(module: str) -> str:
+    return ".".join(module.split(".")[:2])
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(REPO).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imports(path: Path) -> set[str]:
+    """Every interp module `path` imports, at module level or inside functions."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names if a.name.startswith("interp")}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("interp") and node.level == 0:
+            found.add(node.module)
+    return found
+
+
+def import_graph() -> dict[str, set[str]]:
+    return {module_name(p): imports(p) for p in sorted(PACKAGE.rglob("*.py"))}
+
+
+def test_imports_only_point_down_the_layers():
+    upward = [(m, i) for m, deps in import_graph().items() for i in deps if layer_of(i) > layer_of(m)]
+    assert not upward, f"imports that point up a layer: {upward}"
+
+
+def test_no_forbidden_edges_inside_a_layer():
+    edges = {(top(m), top(i)) for m, deps in import_graph().items() for i in deps}
+    assert not edges & NEVER, edges & NEVER
+
+
+def test_the_layer_check_catches_an_upward_import(tmp_path):
+    bad = tmp_path / "bad.py"
+    bad.write_text("def f():\n    from interp.training import train\n")
+    assert any(layer_of(i) > layer_of("interp.models.x") for i in imports(bad))
+
+
+def test_no_task_is_named_outside_its_package_and_the_registry():
+    allowed = {PACKAGE / "registry.py"}
+    offenders = [str(p.relative_to(REPO)) for p in PACKAGE.rglob("*.py")
+                 if "sae" not in p.relative_to(PACKAGE).parts[:1] and p not in allowed and '"sae"' in p.read_text()]
+    offenders += [f for f in ("train.py", "analyze.py") if '"sae"' in (REPO / f).read_text()]
+    assert not offenders
+
+
+def test_the_ignore_index_has_one_home():
+    literal = re.compile(r"(?<![\w.])-100\b")
+    offenders = [str(p.relative_to(REPO)) for p in [*PACKAGE.rglob("*.py"), *(REPO / "benchmarks").glob("*.py")]
+                 if p.name != "batch.py" and literal.search(p.read_text())]
+    assert not offenders
+
+
+def test_sae_spec_fields_are_documented_and_match_the_config_group():
+    from interp.sae.spec import OWN_FIELDS, CacheSpec, SAESpec
+
+    tree = ast.parse((PACKAGE / "sae" / "spec.py").read_text())
+    for cls in (SAESpec, CacheSpec):
+        body = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == cls.__name__).body
+        documented = {a.target.id for a, b in zip(body, body[1:]) if isinstance(a, ast.AnnAssign)
+                      and isinstance(b, ast.Expr) and isinstance(b.value, ast.Constant) and isinstance(b.value.value, str)}
+        assert documented == {f.name for f in dataclasses.fields(cls)}, cls
+    common = yaml.safe_load((REPO / "conf" / "sae" / "common.yaml").read_text())
+    defaults = dataclasses.asdict(SAESpec())
+    for key, value in common.items():
+        if key in OWN_FIELDS and key != "cache":
+            assert value == defaults[key], key
+    assert {k: v for k, v in common["cache"].items() if k != "root"} == \
+        {k: v for k, v in defaults["cache"].items() if k != "root"}
+    assert set(OWN_FIELDS) - set(common) == {"architecture", "sparse_decode", "fused"}   # set per architecture
+
+
+@pytest.mark.parametrize("arch", ["standard", "topk", "batchtopk", "jumprelu", "gated"])
+def test_every_saelens_field_of_the_config_group_reaches_saelens(arch):
+    from interp.sae.spec import ARCHITECTURES, parse_spec
+
+    group = REPO / "conf" / "sae"
+    spec = {**yaml.safe_load((group / "common.yaml").read_text()), **yaml.safe_load((group / f"{arch}.yaml").read_text())}
+    spec.pop("defaults")
+    _, saelens = parse_spec({**spec, "cache": {}})
+    cfg_fields = {f.name for f in dataclasses.fields(ARCHITECTURES[arch][0])}
+    assert saelens and set(saelens) <= cfg_fields
+
+
+def test_every_registered_task_builds_and_loads():
+    from interp.registry import TASKS
+    from interp.tasks.kind import TaskKind
+
+    for name, kind in TASKS.items():
+        assert type(kind).build is not TaskKind.build and type(kind).load is not TaskKind.load, name
