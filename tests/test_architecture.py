@@ -124,3 +124,79 @@ def test_every_registered_task_builds_and_loads():
 
     for name, kind in TASKS.items():
         assert type(kind).build is not TaskKind.build and type(kind).load is not TaskKind.load, name
+
+
+# --- the two examples of docs/architecture.md, run as written ------------------------------------------
+
+def doc_example(name: str):
+    """The python block of docs/architecture.md whose docstring names `name`, loaded as a module."""
+    import types
+
+    blocks = re.findall(r"```python\n(.*?)```", (REPO / "docs" / "architecture.md").read_text(), flags=re.S)
+    code = next(b for b in blocks if name in b.split("\n", 1)[0])
+    module = types.ModuleType(f"doc_example_{name}")
+    exec(compile(code, f"docs/architecture.md:{name}", "exec"), module.__dict__)
+    return module
+
+
+TINY_DATA = {"name": "induction", "vocab_size": 320, "seq_len": 16, "token_low": 256, "token_high": 319,
+             "min_repeat": 3, "max_repeat": 6, "num_train": 64, "num_val": 16, "batch_size": 8}
+
+
+def test_the_documented_analysis_runs_through_the_runner(tmp_path, monkeypatch):
+    import json
+
+    from transformer_lens import HookedTransformer, HookedTransformerConfig
+
+    from interp.analyses import ANALYSES
+    from interp.analyses.runner import run_analysis
+    from interp.data import build_datamodule
+    from interp.errors import ConfigError
+    from interp.subject import Subject
+
+    monkeypatch.setitem(ANALYSES, "entropy", doc_example("Entropy").run)   # the one registry line
+    model = HookedTransformer(HookedTransformerConfig(n_layers=1, d_model=16, n_heads=2, d_head=8, n_ctx=16,
+                                                      d_vocab=320, attn_only=True)).eval()
+    dm = build_datamodule(TINY_DATA, seed=0)
+    dm.setup("validate")
+    results = run_analysis("entropy", Subject(model, dm), tmp_path, {"n_batches": 1})
+    assert 0 < results["entropy_mean"] <= torch_log(320) + 1e-4
+    assert json.loads((tmp_path / "results.json").read_text()) == results
+    with pytest.raises(ConfigError, match="n_batches"):
+        run_analysis("entropy", Subject(model, dm), tmp_path, {"n_batchs": 1})
+
+
+def torch_log(n: int) -> float:
+    import math
+
+    return math.log(n)
+
+
+def test_the_documented_task_builds_trains_and_loads(tmp_path, monkeypatch):
+    import pytorch_lightning as pl
+    import torch
+    from hydra import compose, initialize_config_dir
+
+    from interp.registry import TASKS
+    from interp.run_dir import read_checkpoint
+    from interp.tasks.kind import ModelTaskKind
+
+    monkeypatch.setitem(TASKS, "lm_smooth", ModelTaskKind(doc_example("label smoothing").SmoothedLMTask))
+    task_yaml = re.search(r"```yaml\n(name: lm_smooth.*?)```", (REPO / "docs" / "architecture.md").read_text(), re.S)
+    overrides = [f"+task.{k}={v}" if k == "smoothing" else f"task.{k}={v}"
+                 for k, v in yaml.safe_load(task_yaml.group(1)).items()]
+    with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
+        cfg = compose("train", [*overrides, "model=transformer_1l", "data=induction", "run_name=doc",
+                                f"paths.root_dir={tmp_path}", f"paths.output_dir={tmp_path}",
+                                *[f"data.{k}={v}" for k, v in TINY_DATA.items() if k != "name"]])
+    kind = TASKS[cfg.task.name]
+    cfg, dm, module = kind.build(cfg, {"overrides": [], "choices": {"model": "transformer_1l"}})
+    trainer = pl.Trainer(max_steps=2, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                         limit_val_batches=0, enable_model_summary=False)
+    trainer.fit(module, datamodule=dm)
+    assert torch.isfinite(trainer.callback_metrics["train/loss"])
+    trainer.save_checkpoint(tmp_path / "last.ckpt")
+    config, raw = read_checkpoint(tmp_path / "last.ckpt")
+    loaded = kind.load(tmp_path, config, raw, tmp_path / "last.ckpt", "cpu")
+    for (name, a), b in zip(module.model.state_dict().items(), loaded.model.state_dict().values()):
+        assert torch.equal(a, b), name

@@ -2,9 +2,11 @@
 model family, the SAELens round trip, the shared cache in a sweep, and bad input."""
 
 import json
+import subprocess
+import sys
 
 import pytest
-from conftest import FAST_BY_DATA
+from conftest import FAST_BY_DATA, REPO
 from sae_lens import SAE
 
 from interp.data import build_datamodule
@@ -150,7 +152,7 @@ def test_a_base_run_that_is_not_a_run_is_a_clear_error(base_run, message, run_tr
     assert proc.returncode == 2 and message in proc.stderr, proc.stderr[-2000:]
 
 
-def test_arithmetic_sae_trains_its_base_once_then_reports_feature_alignment(run_train, tmp_path):
+def test_arithmetic_sae_trains_its_base_once_then_reports_feature_alignment(run_train, train_env, tmp_path):
     base = ",".join(f'"{o}"' for o in ["experiment=arithmetic_mlp", *FAST_BY_DATA["arithmetic"]])
     args = ["experiment=arithmetic_sae", "base_run=auto", f"base_overrides=[{base}]",
             f"paths.base_runs_dir={tmp_path / 'bases'}", *SAE_FAST[1:], "sae.d_sae=256"]
@@ -160,6 +162,18 @@ def test_arithmetic_sae_trains_its_base_once_then_reports_feature_alignment(run_
     metrics = json.loads((tmp_path / "sae1" / "metrics.json").read_text())
     assert {"val/task_mse_with_sae", "analysis/alignment/ptr1_mean", "analysis/alignment/a_b_mean",
             "analysis/alignment/a=7"} <= set(metrics)
-    assert "| ptr1 | 0 |" in (tmp_path / "sae1" / "figures" / "alignment" / "alignment.md").read_text()
+    figures = tmp_path / "sae1" / "figures" / "alignment"
+    assert "| ptr1 | 0 |" in (figures / "alignment.md").read_text()
+    # The same analysis from the command line on the saved run gives the same numbers and files.
+    from_training = {f.name: f.read_text() for f in figures.iterdir()}
+    proc = subprocess.run([sys.executable, str(REPO / "analyze.py"), f"run={tmp_path / 'sae1'}", "analysis=alignment",
+                           "n_samples=10000"], cwd=REPO, env=train_env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    again = {f.name: f.read_text() for f in figures.iterdir()}
+    assert again.keys() == from_training.keys() == {"alignment.json", "alignment.md", "results.json"}
+    assert json.loads(again["results.json"]) == pytest.approx(json.loads(from_training["results.json"]), abs=1e-6)
+    for row, before in zip(json.loads(again["alignment.json"]), json.loads(from_training["alignment.json"])):
+        assert row["corr"] == pytest.approx(before["corr"], abs=1e-6)
+        assert {k: row[k] for k in ("variable", "value")} == {k: before[k] for k in ("variable", "value")}
     second = run_train(*args, run_dir=tmp_path / "sae2")   # the base is reused, not trained again
     assert "training the base run first" not in second.stdout

@@ -49,6 +49,11 @@ def test_every_preset_trains_and_leaves_the_run_contract(experiment, run_train, 
     metrics = assert_run_contract(run_dir, steps=6)
     config = yaml.safe_load((run_dir / "config.yaml").read_text())
     assert config["run_name"] == experiment
+    ckpt_config = torch.load(run_dir / "checkpoints/last.ckpt", map_location="cpu",
+                             weights_only=False)["hyper_parameters"]["config"]
+    assert config == ckpt_config   # config.yaml carries the run_meta the checkpoint holds
+    assert config["run_meta"]["choices"]["experiment"] == experiment
+    assert f"experiment={experiment}" in config["run_meta"]["overrides"]
 
     loaded = load_run(run_dir)
     assert loaded.global_step == 6 and not loaded.model.training

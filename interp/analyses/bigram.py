@@ -1,8 +1,9 @@
 """0-layer transformer as a bigram table: log P(b | a) = log_softmax(W_E[a] @ W_U + b_U).
 
-With no blocks the model's whole computation is that table (with shortformer
-positions exactly, see DESIGN.md; a learned "standard" position embedding adds
-a position term this table leaves out, and LayerNorm, if any, is applied).
+With no blocks the model's whole computation is that table (exactly with
+shortformer positions, which enter only attention and a 0-layer model has none;
+a learned "standard" position embedding adds a position term this table leaves
+out, and LayerNorm, if any, is applied).
 For n_layers > 0 the same product is only the direct path: attention and MLPs
 change the prediction, so calling it "the model's bigram table" and scoring its
 agreement with the data would mislead; the analysis is NotApplicable there.

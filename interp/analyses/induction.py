@@ -7,7 +7,7 @@ occurrence: position t attends to t - len(r) + 1. The score is the mean
 attention on that diagonal over the second copy. A previous-token head
 attends to t - 1; a duplicate-token head attends to the earlier occurrence of
 its own token, t - len(r). All read `blocks.{l}.attn.hook_pattern` directly,
-which avoids `transformer_lens.head_detector`'s BOS dilution (see DESIGN.md).
+which avoids `transformer_lens.head_detector`, whose score is diluted by attention to BOS.
 
 The in-context-learning score is the loss late in the context minus the loss
 early in it (Olsson: token 500 minus token 50 of 512). Scaled to n_ctx: the mean
