@@ -12,6 +12,7 @@ from transformer_lens import HookedRootModule
 
 from interp.errors import ConfigError
 from interp.models.arithmetic_mlp import ArithmeticMLP
+from interp.models.gpt2 import load_gpt2
 from interp.models.kgram import KGramMLP
 from interp.models.lstm import LSTMLM
 from interp.models.transformer import build_transformer
@@ -21,6 +22,7 @@ ARCHITECTURES: dict[str, Callable[..., HookedRootModule]] = {
     "kgram": KGramMLP,
     "lstm": LSTMLM,
     "arithmetic_mlp": ArithmeticMLP,
+    "gpt2": load_gpt2,
 }
 
 # Fields of a model config that describe it rather than parameterise it.
