@@ -11,9 +11,11 @@ from pathlib import Path
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from interp.errors import ConfigError
+from interp.sae.pretrained import GROUP as SAE_GROUP
 
 # Keys of conf/analyze.yaml that are not analysis options.
-ENTRY_KEYS = ("run", "analysis", "which", "device", "hydra", "prompt_file")
+ENTRY_KEYS = ("run", "analysis", "which", "device", "hydra", "prompt_file", "paths", "model", "data", SAE_GROUP,
+              "out_dir", "seed")
 # Free-text options: always strings, `\n` typed on the command line becomes a newline.
 TEXT_OPTIONS = ("prompt", "answer", "wrong", "clean", "corrupted")
 HOOKS = "hooks"   # not an analysis: lists the model's hook names and shapes
@@ -21,7 +23,9 @@ HOOKS = "hooks"   # not an analysis: lists the model's hook names and shapes
 
 def entry_keys(entry_config: Path) -> set[str]:
     """The keys analyze.yaml declares (others are new analysis options, given with a `+`)."""
-    return set(OmegaConf.load(entry_config)) | {"hydra"}
+    config = OmegaConf.to_container(OmegaConf.load(entry_config))
+    groups = {key for entry in config.get("defaults", []) if isinstance(entry, dict) for key in entry}
+    return set(config) | groups | {"hydra"}
 
 
 def text(value) -> str:
@@ -70,8 +74,44 @@ def subject_of(run):
     return Subject(run.model, dm, run.sae)
 
 
+def pretrained_sae(cfg: DictConfig, model):
+    """`sae=pretrained` (a SAELens SAE by release + id or path), checked against `model`."""
+    from interp.sae.pretrained import from_config
+
+    if cfg.sae.get("architecture") != "pretrained":
+        raise ConfigError(f"analyze.py loads SAEs, it does not train them: sae={cfg.sae.architecture} is a "
+                          "training spec. Fix: sae=pretrained with sae.release=<release> sae.id=<id> or "
+                          "sae.path=<folder>, or run=<an SAE run>.")
+    sae, _ = from_config(OmegaConf.to_container(cfg.sae, resolve=True), model=model, device=cfg.device)
+    return sae
+
+
+def pretrained_target(cfg: DictConfig):
+    """(LoadedRun-like run, figures root) for `model=<pretrained> data=<dataset>` without a run directory."""
+    from interp.models import is_pretrained
+    from interp.tasks.kind import pretrained_base
+
+    if cfg.get("model") is None:
+        raise ConfigError("nothing to analyse. Fix: run=<run dir> (outputs/..., multirun/...), or a pretrained "
+                          "model: model=gpt2 data=<dataset> (e.g. data=code data.vocab_size=50257).")
+    if not is_pretrained(cfg.model):
+        raise ConfigError(f"model={cfg.model.arch} is trained here, not loaded: its weights live in a run. "
+                          "Fix: run=<run dir of that model>, or model=gpt2.")
+    if cfg.get("data") is None:
+        raise ConfigError("a pretrained model needs data for its analyses (validation examples, the tokenizer). "
+                          "Fix: add data=code data.vocab_size=50257 (or another dataset).")
+    run = pretrained_base(cfg.model, OmegaConf.to_container(cfg.data, resolve=True), cfg.seed, cfg.device)
+    name = cfg.model.get("name", cfg.model.arch)
+    root = Path(cfg.out_dir) if cfg.get("out_dir") else Path("outputs") / "pretrained" / name
+    if cfg.get(SAE_GROUP) is not None:
+        label = cfg.sae.get("path") or f"{cfg.sae.get('release')}/{cfg.sae.get('id')}"
+        root = root if cfg.get("out_dir") else root / str(label).strip("/").replace("/", "__")
+    return run, root
+
+
 def analyze(cfg: DictConfig) -> dict[str, dict]:
-    """Run the analyses `cfg.analysis` names on the run `cfg.run`; return {analysis: metrics}."""
+    """Run the analyses `cfg.analysis` names on the run `cfg.run` (or on a pretrained `cfg.model`);
+    return {analysis: metrics}."""
     from interp.analyses.runner import check_name, run_analysis, split_options
     from interp.run_dir import FIGURES_DIR
     from interp.runs import load_run
@@ -80,14 +120,21 @@ def analyze(cfg: DictConfig) -> dict[str, dict]:
     for name in names:
         check_name(name, extra=(HOOKS,))
     options = split_options([n for n in names if n != HOOKS], analysis_options(cfg))   # before any loading
-    run = load_run(cfg.run, which=cfg.which, device=cfg.device)
+    if cfg.get("run"):
+        if cfg.get("model") is not None:
+            raise ConfigError("both run= and model= are given. Fix: pass one: a run directory, or a pretrained model.")
+        run, root = load_run(cfg.run, which=cfg.which, device=cfg.device), Path(cfg.run)
+    else:
+        run, root = pretrained_target(cfg)
+    if cfg.get(SAE_GROUP) is not None:   # a pretrained SAE in place of (or in addition to) the run's
+        run.sae = pretrained_sae(cfg, run.model)
     subject, done = None, {}
     for name in names:
         if name == HOOKS:
             print_hooks(run)
             continue
         subject = subject or subject_of(run)
-        out_dir = Path(cfg.run) / FIGURES_DIR / name
+        out_dir = root / FIGURES_DIR / name
         if (results := run_analysis(name, subject, out_dir, options[name])) is None:
             continue
         done[name] = results

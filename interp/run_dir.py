@@ -113,4 +113,5 @@ class LoadedRun:
 
     @property
     def model_name(self) -> str:
-        return self.config.get("run_meta", {}).get("choices", {}).get("model", self.config["model"]["arch"])
+        model = self.config["model"]
+        return self.config.get("run_meta", {}).get("choices", {}).get("model", model.get("name", model["arch"]))

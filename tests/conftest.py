@@ -49,3 +49,7 @@ FAST_BY_DATA = {
     "induction": ["debug=fast", "data.num_train=512", "data.num_val=16"],
     "arithmetic": ["debug=fast", "data.num_train=4096", "data.num_val=256", "data.num_test=256"],
 }
+
+# Small SAE runs (with task=sae and a base): a few steps on a small harvest.
+SAE_FAST_COMMON = ["task=sae", "debug=fast", "sae.harvest_tokens=2048", "sae.batch_size=128", "sae.buffer_tokens=512",
+                   "sae.eval_batches=2", "sae.expansion=2", "logger=csv"]

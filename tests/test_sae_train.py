@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import FAST_BY_DATA, REPO
+from conftest import FAST_BY_DATA, REPO, SAE_FAST_COMMON
 from sae_lens import SAE
 
 from interp.data import build_datamodule
@@ -24,8 +24,7 @@ BASES = {  # name -> (train.py overrides, a hook of that model)
     "kgram": (["model=kgram", "data=code", *FAST_BY_DATA["code"]], "blocks.0.hook_post"),
     "arithmetic": (["experiment=arithmetic_mlp", *FAST_BY_DATA["arithmetic"]], "blocks.0.hook_post"),
 }
-SAE_FAST = ["task=sae", "debug=fast", "sae.harvest_tokens=2048", "sae.batch_size=128", "sae.buffer_tokens=512",
-            "sae.eval_batches=2", "sae.expansion=2", "logger=csv"]
+SAE_FAST = SAE_FAST_COMMON
 
 
 @pytest.fixture(scope="session")

@@ -25,6 +25,9 @@ ARCHITECTURES: dict[str, Callable[..., HookedRootModule]] = {
     "gpt2": load_gpt2,
 }
 
+# Architectures whose weights come from outside (a hub or local files), not from our training.
+PRETRAINED = frozenset({"gpt2"})
+
 # Fields of a model config that describe it rather than parameterise it.
 META_FIELDS = ("arch", "kind")
 
@@ -45,3 +48,7 @@ def context_length(model: HookedRootModule) -> int | None:
     """The longest input a model accepts (transformers' cfg.n_ctx), or None for models that take any
     length (LSTM, k-gram) or fixed rows (arithmetic MLP)."""
     return getattr(getattr(model, "cfg", None), "n_ctx", None)
+
+
+def is_pretrained(model_cfg: Mapping | DictConfig) -> bool:
+    return model_cfg.get("arch") in PRETRAINED

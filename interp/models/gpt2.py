@@ -35,7 +35,7 @@ from transformer_lens import HookedTransformer, HookedTransformerConfig
 
 from interp import hub
 from interp.errors import ConfigError, DataError
-from interp.sae.cache import file_sha256
+from interp.files import file_sha256
 
 GPT2_NAMES = ("gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl", "distilgpt2")
 # Checked in this order; a *.index.json lists shards that are hashed too.

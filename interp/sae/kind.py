@@ -16,10 +16,11 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from interp.errors import ConfigError, RunDirError
 from interp.files import content_key, file_lock, file_sha256
+from interp.models import is_pretrained
 from interp.models.hooks import check_hook
 from interp.run_dir import LoadedRun, checkpoint_path, read_checkpoint, run_config
 from interp.sae.spec import parse_spec
-from interp.tasks.kind import TaskKind, rebuild_model_run
+from interp.tasks.kind import TaskKind, pretrained_base, rebuild_model_run
 
 NAME = "sae"   # the task's name in the registry and in conf/task/sae.yaml
 
@@ -58,32 +59,51 @@ class SAETaskKind(TaskKind):
     trains_model_config = False   # the model is the base run's
 
     def build(self, cfg: DictConfig, meta: dict):
-        from interp.data import build_datamodule
-        from interp.sae.source import ActivationDataModule
-        from interp.sae.task import SAETask
-
-        if cfg.get("base_run") in (None, "", "???"):
-            raise ConfigError("task=sae needs the run whose activations to learn: base_run=<run dir> "
-                              "(or base_run=auto with base_overrides=[experiment=...]).")
         if cfg.get("sae") is None:
             raise ConfigError("task=sae needs an SAE spec: sae=standard|topk|batchtopk|jumprelu|gated.")
+        if cfg.get("base_run") in (None, "", "???"):
+            if not is_pretrained(cfg.model):
+                raise ConfigError("task=sae needs the model whose activations to learn: base_run=<run dir> "
+                                  "(or base_run=auto with base_overrides=[experiment=...]), or a pretrained "
+                                  "model=gpt2 with data=<dataset>.")
+            return self._build_on_pretrained(cfg, meta)
         root = Path(cfg.paths.root_dir)
         base_dir = (ensure_base_run(list(cfg.base_overrides), root, Path(cfg.paths.base_runs_dir))
                     if cfg.base_run == "auto" else Path(to_absolute_path(str(cfg.base_run))))
         base = load_base(base_dir)
-        spec, _ = parse_spec(cfg.sae)
-        check_hook(base.model, spec.hook, "sae.hook", f"base run {base_dir} ({base.config['model']['arch']})")
-
         data = OmegaConf.merge(base.config["data"], _data_overrides(meta["overrides"]))
-        seed = base.config["seed"]           # the base run's data splits, not new ones
+        base_sha = file_sha256(base.checkpoint)
+        record = {"run": str(base_dir), "checkpoint": str(base.checkpoint), "checkpoint_sha256": base_sha,
+                  "global_step": base.global_step, "run_name": base.config.get("run_name"),
+                  "seed": base.config["seed"]}
+        return self._build(cfg, meta, base, data, base_sha, record)
+
+    def _build_on_pretrained(self, cfg: DictConfig, meta: dict):
+        from interp.tasks.checks import check_compatible
+
+        check_compatible(cfg, cfg.model.get("name", cfg.model.arch), check_task=False)
+        data = OmegaConf.to_container(cfg.data, resolve=True)
+        base = pretrained_base(cfg.model, data, cfg.seed)
+        provenance = base.model.provenance
+        # The weights' hashes and processing identify the activations, as a checkpoint hash does.
+        record = {"pretrained": provenance, "seed": cfg.seed}
+        return self._build(cfg, meta, base, OmegaConf.create(data), content_key(provenance, 64), record)
+
+    def _build(self, cfg: DictConfig, meta: dict, base: LoadedRun, data, base_sha: str, record: dict):
+        from interp.data import build_datamodule
+        from interp.sae.source import ActivationDataModule
+        from interp.sae.task import SAETask
+
+        spec, _ = parse_spec(cfg.sae)
+        where = f"base run {record['run']}" if "run" in record else "the pretrained model"
+        check_hook(base.model, spec.hook, "sae.hook", f"{where} ({base.config['model']['arch']})")
+        seed = record["seed"]           # the base run's data splits, not new ones
         base_dm = build_datamodule(data, seed=seed)
         base_dm.setup("fit")
-        base_sha = file_sha256(base.checkpoint)
         with open_dict(cfg):
             cfg.model = base.config["model"]
             cfg.data = data
-            cfg.base = {"run": str(base_dir), "checkpoint": str(base.checkpoint), "checkpoint_sha256": base_sha,
-                        "global_step": base.global_step, "run_name": base.config.get("run_name"), "seed": seed}
+            cfg.base = record
         cache_fields = {"base_checkpoint_sha256": base_sha, "hook": spec.hook, "seed": seed,
                         "data": OmegaConf.to_container(data, resolve=True),
                         "n_tokens": int(spec.harvest_tokens), "dtype": spec.cache.dtype}
@@ -108,8 +128,12 @@ class SAETaskKind(TaskKind):
         if not (run_dir / SAE_DIR / "cfg.json").is_file():
             raise RunDirError(f"{run_dir} is an SAE run without {run_dir / SAE_DIR}: training did not finish. "
                               "Fix: resume it with ckpt_path=<run>/checkpoints/last.ckpt.")
-        base_run = load_base(base["run"], device=device)
-        if base_run.checkpoint == Path(base["checkpoint"]) and file_sha256(base_run.checkpoint) != base["checkpoint_sha256"]:
+        if "pretrained" in base:
+            base_run = pretrained_base(config["model"], config["data"], base["seed"], device)
+        else:
+            base_run = load_base(base["run"], device=device)
+        if base_run.checkpoint is not None and base_run.checkpoint == Path(base["checkpoint"]) \
+                and file_sha256(base_run.checkpoint) != base["checkpoint_sha256"]:
             logging.getLogger(__name__).warning(
                 "the base checkpoint %s changed since this SAE was trained (sha256 differs)", base_run.checkpoint)
         sae = SAE.load_from_disk(str(run_dir / SAE_DIR), device=device)

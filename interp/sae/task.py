@@ -116,7 +116,10 @@ class SAETask(ConfiguredTask):
         from safetensors.torch import save_file
 
         meta = self.sae.cfg.metadata
-        meta.model_name = self.config.get("base", {}).get("run")
+        base = self.config.get("base", {})
+        meta.model_name = base.get("run") or base.get("pretrained", {}).get("name")
+        if "pretrained" in base:   # how SAELens should load the model for this SAE's activations
+            meta.model_from_pretrained_kwargs = dict(base["pretrained"].get("processing") or {})
         meta.context_size = self.config["data"].get("seq_len")
         meta.sae_lens_training_version = __import__("sae_lens").__version__
         if int(self.tracker.n_samples) > 0:

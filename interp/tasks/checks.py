@@ -8,15 +8,16 @@ DATA_FOR_KIND = {"lm": "code, qa, induction, text_files or hf", "regression": "a
 MODELS_FOR_KIND = {"lm": "kgram, lstm, transformer_0l/1l/2l or transformer", "regression": "arithmetic_mlp"}
 
 
-def check_compatible(cfg: DictConfig, model_name: str) -> None:
-    """Model, data and task must agree on what they consume; raise ConfigError naming the fix."""
+def check_compatible(cfg: DictConfig, model_name: str, check_task: bool = True) -> None:
+    """Model, data and (unless check_task is False: an SAE's base) task must agree on what they
+    consume; raise ConfigError naming the fix."""
     model_kind, data_kind, task_kind = cfg.model.kind, cfg.data.kind, cfg.task.kind
     if model_kind != data_kind:
         raise ConfigError(
             f"model {model_name!r} is a {model_kind} model but data={cfg.data.name!r} provides {data_kind} data. "
             f"Fix: use data={DATA_FOR_KIND[model_kind]} with this model, or model={MODELS_FOR_KIND[data_kind]} with this data."
         )
-    if task_kind != model_kind:
+    if check_task and task_kind != model_kind:
         raise ConfigError(f"task={cfg.task.name!r} trains {task_kind} models but model {model_name!r} is a {model_kind} "
                           f"model. Fix: task={'lm' if model_kind == 'lm' else 'regression'}.")
     n_ctx = cfg.model.get("n_ctx")

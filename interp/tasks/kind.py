@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytorch_lightning as pl
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from interp.run_dir import LoadedRun, run_config
 
@@ -58,3 +58,16 @@ def rebuild_model_run(run_dir: str | Path, config: dict, raw: dict, ckpt: Path, 
     to_device(model, device).eval()
     tokenizer = Tokenizer(config["data"]["vocab_size"]) if config["model"]["kind"] == "lm" else None
     return LoadedRun(Path(run_dir), config, model, tokenizer, ckpt, int(raw.get("global_step", 0)))
+
+
+def pretrained_base(model_cfg, data_cfg, seed: int, device: str = "cpu") -> LoadedRun:
+    """A pretrained model (model=gpt2) as the base: its weights come from the hub or local files,
+    its data from this run's data group. `config["base"]` of the SAE run records its provenance."""
+    from interp.data.tokenizer import Tokenizer
+    from interp.models import build_model
+    from interp.models.hooks import to_device
+
+    model = to_device(build_model(model_cfg), device).eval()
+    config = {"model": OmegaConf.to_container(model_cfg, resolve=True) if isinstance(model_cfg, DictConfig)
+              else dict(model_cfg), "data": dict(data_cfg), "seed": seed}
+    return LoadedRun(None, config, model, Tokenizer(data_cfg["vocab_size"]), None, 0)

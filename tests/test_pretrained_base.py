@@ -1,0 +1,71 @@
+"""A pretrained model as a first-class base: task=sae on it, analyses of it, pretrained SAEs on it
+(offline, on a tiny real GPT-2 saved with transformers)."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+from conftest import REPO, SAE_FAST_COMMON
+from sae_lens import SAE
+from tiny_gpt2 import make_tiny_gpt2
+
+from interp.runs import load_run
+
+pytestmark = pytest.mark.slow
+
+DATA = ["data=code", "data.vocab_size=50257", "data.seq_len=32", "data.max_files=24", "data.batch_size=4"]
+
+
+@pytest.fixture(scope="module")
+def gpt2_dir(tmp_path_factory):
+    return make_tiny_gpt2(tmp_path_factory.mktemp("gpt2") / "tiny")
+
+
+@pytest.fixture(scope="module")
+def sae_run(gpt2_dir, run_train, tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("sae") / "run"
+    run_train(*SAE_FAST_COMMON, "model=gpt2", f"model.local_dir={gpt2_dir}", *DATA, "sae=topk", "sae.k=4",
+              "sae.hook=blocks.0.hook_resid_post", run_dir=run_dir)
+    return run_dir
+
+
+def analyze(train_env, *args):
+    return subprocess.run([sys.executable, str(REPO / "analyze.py"), *args], cwd=REPO, env=train_env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_an_sae_trains_on_a_pretrained_model_and_round_trips_through_saelens(sae_run, gpt2_dir):
+    from test_sae_train import sae_metrics_again
+
+    metrics = json.loads((sae_run / "metrics.json").read_text())
+    config = load_run(sae_run).config
+    pretrained = config["base"]["pretrained"]
+    assert pretrained["local_dir"] == str(gpt2_dir) and pretrained["weights_sha256"]   # what it learned from
+    again = sae_metrics_again(sae_run)
+    for key in ("mse", "explained_variance", "l0", "ce_loss_with_sae"):
+        assert again[key] == pytest.approx(metrics[f"val/{key}"], rel=1e-4, abs=1e-6), key
+    saved = SAE.load_from_disk(str(sae_run / "sae"))
+    assert saved.cfg.metadata.model_from_pretrained_kwargs["center_writing_weights"] is True
+
+
+def test_analyses_run_on_a_pretrained_model_with_its_own_or_a_pretrained_sae(sae_run, gpt2_dir, train_env, tmp_path):
+    model = ["model=gpt2", f"model.local_dir={gpt2_dir}", *DATA]
+    proc = analyze(train_env, *model, "analysis=topk_next", "prompt=Hello world", f"out_dir={tmp_path / 'a'}")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads((tmp_path / "a/figures/topk_next/results.json").read_text())["top1_prob_mean"] > 0
+    # The SAE of an SAE run, loaded as a pretrained SAE from its folder: the same numbers as the run itself.
+    proc = analyze(train_env, f"run={sae_run}", "analysis=hidden_pca")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    proc = analyze(train_env, *model, "sae=pretrained", f"sae.path={sae_run / 'sae'}", "analysis=hooks")
+    assert proc.returncode == 0 and "blocks.0.hook_resid_post" in proc.stdout, proc.stderr[-2000:]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["model=gpt2", "model.local_dir=/nonexistent/gpt2"], "local_dir"),
+    (["model=transformer_1l", "data=code"], "Fix: run=<run dir of that model>"),
+    ([], "nothing to analyse"),
+])
+def test_bad_pretrained_input_is_one_clear_error(args, message, train_env):
+    proc = analyze(train_env, *args, *(DATA if "data=code" not in args else []), "analysis=topk_next")
+    assert proc.returncode == 2 and message in proc.stderr and "Fix" in proc.stderr, proc.stderr[-2000:]
