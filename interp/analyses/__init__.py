@@ -16,6 +16,7 @@ from interp.analyses import (
     attention_grid,
     attention_html,
     bigram,
+    category_loss,
     composition,
     hidden_pca,
     induction,
@@ -28,6 +29,6 @@ from interp.analyses import (
     topk_next,
 )
 
-_MODULES = (alignment, attention_grid, attention_html, bigram, composition, hidden_pca, induction,
+_MODULES = (alignment, attention_grid, attention_html, bigram, category_loss, composition, hidden_pca, induction,
             kgram_attribution, logit_attribution, lstm_hidden, neurons, ngram, patching, topk_next)
 ANALYSES = {m.__name__.rsplit(".", 1)[1]: m.run for m in _MODULES}

@@ -11,6 +11,7 @@ from interp.data.base import BaseDataModule, parse_config
 from interp.data.code import CodeConfig, CodeDataModule
 from interp.data.hf import HFConfig, HFDataModule
 from interp.data.induction import InductionConfig, InductionDataModule
+from interp.data.mix import MixConfig, MixDataModule
 from interp.data.qa import QAConfig, QADataModule
 from interp.data.text_files import TextFilesConfig, TextFilesDataModule
 from interp.errors import ConfigError
@@ -23,6 +24,7 @@ DATASETS = {
     "induction": (InductionConfig, InductionDataModule),
     "qa": (QAConfig, QADataModule),
     "arithmetic": (ArithmeticConfig, ArithmeticDataModule),
+    "mix": (MixConfig, MixDataModule),
 }
 
 
