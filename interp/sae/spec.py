@@ -69,6 +69,10 @@ def build_training_sae(spec: dict, d_in: int, hook: str | None = None) -> Traini
         from interp.sae.sparse_topk import SparseDecodeTopKTrainingSAE
 
         return SparseDecodeTopKTrainingSAE(cfg)
+    if arch == "batchtopk" and spec.get("sparse_decode", False) and not cfg.use_sparse_activations:
+        from interp.sae.fused_topk import SparseBatchTopKTrainingSAE
+
+        return SparseBatchTopKTrainingSAE(cfg)
     if arch == "standard" and spec.get("fused", False):
         from interp.sae.fused_standard import FusedStandardTrainingSAE
 
