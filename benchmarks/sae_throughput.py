@@ -1,28 +1,37 @@
-"""SAE training throughput: our Lightning SAE task ÷ SAELens's own `SAETrainer`.
+"""SAE training throughput: our Lightning SAE task against its peers on the same work.
 
-Both train the same SAELens architecture from the same initial weights on the
-same activation batches (held in memory, so neither pays for data loading),
-with Adam, grad-norm clipping 1.0 and dead-feature tracking, in one process;
-the two are interleaved `--repeats` times and the median ratio is reported.
-Goals: >= 1.0 for standard (L1), >= 1.5 for TopK (k=32, d_sae = 8 d_in). Ours
-runs the standard SAE's step as one fused autograd function
-(interp.sae.fused_standard) and decodes TopK sparsely (interp.sae.sparse_topk);
-SAELens runs its generic ops and decodes densely.
+Peers: SAELens's own `SAETrainer` (standard and TopK) and, for TopK, EleutherAI's
+sparsify (`pip install "interp[bench]"`; skipped with a note when absent). Its
+`Trainer` needs a Hugging Face model, so its `SparseCoder` is driven here with
+the per-step work of its trainer.py (1.3.3, loss_fn=fvu, optimizer=adam):
+decoder renormalised to unit norm, loss = FVU (scaled by the batch's total
+variance), gradient parallel to the decoder rows removed, Adam with its linear
+warm-up schedule, firing bookkeeping from the top-k indices.
 
-Also reports the fraction of this machine's measured matmul peak that SAE
-training reaches (goal >= 0.8), counting the matmul FLOPs a step needs: for
-the standard SAE encode, decode and three backward products = 10 B d_in d_sae;
-for sparse-decode TopK the encoder's two (4 B d_in d_sae) plus 6 B k d_in. The
-peak is the sustained rate of those five matmuls alone (or of 2048^3 ones),
-measured just before each repeat's run for about as long, since this shared
-machine's speed drifts; the fraction against the best peak of all repeats is
-printed too.
+All train from the same initial weights (ours' SAELens init, copied into
+sparsify's layout) on the same activation batches held in memory, in one
+process; the trainers are interleaved `--repeats` times (order rotated each
+repeat) and the per-repeat values and medians are printed. Goals: standard
+>= 1.0x SAELens; TopK (k=32) >= 2x SAELens and >= 1.2x sparsify at d_sae 8 and
+32 d_in. Ours runs the standard SAE's step as one fused autograd function
+(interp.sae.fused_standard) and TopK's with a sparse decode and encoder
+backward (interp.sae.fused_topk).
+
+Also reports the fraction of this machine's measured matmul peak that our SAE
+training reaches, counting the FLOPs a step needs: standard, encode, decode and
+three backward products = 10 B d_in d_sae; sparse TopK, the encoder forward
+(2 B d_in d_sae) plus four O(B k d_in) sparse products (decode, the selected
+values' gradient, grad W_dec, grad W_enc) = 8 B k d_in. The peak is the
+sustained rate of the standard step's five matmuls (or of 2048^3 ones),
+measured just before each repeat for about as long, since this shared
+machine's speed drifts.
 
 Like train.py, the process allocates large tensors in huge pages
-(interp/hugepages.py); both trainers run under it. `THP_MEM_ALLOC_ENABLE=0`
+(interp/hugepages.py); every trainer runs under it. `THP_MEM_ALLOC_ENABLE=0`
 in front of the command measures without.
 
-    python benchmarks/sae_throughput.py [--d-in 512] [--batch 4096] [--steps 20] [--repeats 3]
+    python benchmarks/sae_throughput.py [--d-in 512] [--expansion 8 32] [--batch 4096] [--steps 20] [--repeats 3]
+                                        [--archs standard topk] [--threads N]
 """
 
 import interp.hugepages  # noqa: F401  (first: before torch loads, as in train.py)
@@ -92,6 +101,46 @@ def saelens(args, spec: dict, init: dict, batches) -> float:
     return time.perf_counter() - start
 
 
+def sparsify(args, spec: dict, init: dict, batches) -> float | None:
+    """sparsify's SparseCoder with its trainer's per-step work (trainer.py, fvu loss, adam); None if absent."""
+    try:
+        from sparsify import SparseCoder, SparseCoderConfig
+        from transformers import get_linear_schedule_with_warmup
+    except ImportError as e:
+        print(f"  sparsify skipped: {e}. Fix: pip install \"interp[bench]\"")
+        return None
+    d_sae = init["W_dec"].shape[0]
+    sae = SparseCoder(args.d_in, SparseCoderConfig(num_latents=d_sae, k=args.k), "cpu", dtype=torch.float32)
+    with torch.no_grad():   # our initial weights in its layout (encoder: nn.Linear [d_sae, d_in])
+        sae.encoder.weight.copy_(init["W_enc"].T)
+        sae.encoder.bias.copy_(init["b_enc"])
+        sae.W_dec.copy_(init["W_dec"])
+        sae.b_dec.copy_(init["b_dec"])
+    adam = torch.optim.Adam(sae.parameters(), lr=2e-4 / (d_sae / 2**14) ** 0.5)   # its default lr and schedule
+    schedule = get_linear_schedule_with_warmup(adam, 1000, len(batches))
+    since_fired = torch.zeros(d_sae, dtype=torch.long)
+    did_fire = torch.zeros(d_sae, dtype=torch.bool)
+    auxk_alpha, dead_threshold = 0.0, 10_000_000     # its TrainConfig defaults
+    start = time.perf_counter()
+    for x in batches:
+        total_variance = (x - x.mean(0)).pow(2).sum()
+        sae.set_decoder_norm_to_unit_norm()
+        dead = since_fired > dead_threshold if auxk_alpha > 0 else None
+        out = sae(x=x, y=x, dead_mask=dead, total_variance=total_variance)
+        did_fire[out.latent_indices.flatten()] = True
+        float(out.fvu.detach())                      # its running FVU average (a sync)
+        (out.fvu + auxk_alpha * out.auxk_loss + out.multi_topk_fvu / 8).backward()
+        sae.remove_gradient_parallel_to_decoder_directions()
+        adam.step()
+        adam.zero_grad()
+        schedule.step()
+        with torch.no_grad():
+            since_fired += x.shape[0]
+            since_fired[did_fire] = 0
+            did_fire.zero_()
+    return time.perf_counter() - start
+
+
 class Timer(pl.Callback):
     def on_train_start(self, trainer, pl_module):
         self.t0 = time.perf_counter()
@@ -126,36 +175,52 @@ def matmul_peak(args) -> float:
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--d-in", type=int, default=512)
-    p.add_argument("--expansion", type=int, default=8)
+    p.add_argument("--expansion", type=int, nargs="+", default=[8])
     p.add_argument("--k", type=int, default=32)
     p.add_argument("--batch", type=int, default=4096)
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--archs", nargs="+", default=["standard", "topk"])
+    p.add_argument("--threads", type=int, default=0, help="torch threads for every trainer (0: torch's default)")
     args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     batches = synthetic_activations(args.steps, args.batch, args.d_in)
-    d_sae = args.d_in * args.expansion
-    print(f"d_in {args.d_in}, d_sae {d_sae}, batch {args.batch}, {args.steps} steps, {torch.get_num_threads()} "
-          f"threads, THP_MEM_ALLOC_ENABLE={os.environ['THP_MEM_ALLOC_ENABLE']}")
-    for arch in args.archs:
-        spec = spec_for(args, arch, fast_paths=True)
-        init = build_training_sae(spec, args.d_in, "bench").state_dict()
-        ratios, fractions, rates, peaks = [], [], [], []
-        for r in range(args.repeats):
-            peaks.append(matmul_peak(args))   # just before ours: the same machine speed
-            t_ours, t_lens = ours(args, spec, init, batches), saelens(args, spec, init, batches)
-            rows = args.steps * args.batch
-            ratios.append(t_lens / t_ours)
-            flops = 10 * args.d_in * d_sae if arch == "standard" else 4 * args.d_in * d_sae + 6 * args.k * args.d_in
-            rates.append(flops * rows / t_ours)
-            fractions.append(rates[-1] / peaks[-1])
-            print(f"  {arch} repeat {r}: ours {rows / t_ours:,.0f} rows/s ({rates[-1] / 1e9:.1f} GFLOP/s, "
-                  f"{fractions[-1]:.2f} of the {peaks[-1] / 1e9:.1f} GFLOP/s peak measured just before), "
-                  f"SAELens SAETrainer {rows / t_lens:,.0f} rows/s, ratio {ratios[-1]:.2f}")
-        print(f"{arch}: median ratio {statistics.median(ratios):.2f} (all {', '.join(f'{x:.2f}' for x in ratios)}); "
-              f"median fraction of matmul peak {statistics.median(fractions):.2f}; against the best peak of all "
-              f"repeats ({max(peaks) / 1e9:.1f} GFLOP/s) {statistics.median(rates) / max(peaks):.2f}")
+    print(f"d_in {args.d_in}, batch {args.batch}, {args.steps} steps, {torch.get_num_threads()} threads, "
+          f"THP_MEM_ALLOC_ENABLE={os.environ['THP_MEM_ALLOC_ENABLE']}, load average {os.getloadavg()[0]:.1f}")
+    rows = args.steps * args.batch
+    for expansion in args.expansion:
+        args.expansion = expansion
+        d_sae = args.d_in * expansion
+        for arch in args.archs:
+            spec = spec_for(args, arch, fast_paths=True)
+            init = build_training_sae(spec, args.d_in, "bench").state_dict()
+            peers = {"ours": ours, "SAELens": saelens, **({"sparsify": sparsify} if arch == "topk" else {})}
+            rates = {name: [] for name in peers}
+            fractions, peaks = [], []
+            flops = 10 * args.d_in * d_sae if arch == "standard" else 2 * args.d_in * d_sae + 8 * args.k * args.d_in
+            for r in range(args.repeats):
+                peaks.append(matmul_peak(args))   # just before the runs: the same machine speed
+                names = list(peers)[r % len(peers):] + list(peers)[:r % len(peers)]   # rotate the order
+                for name in names:
+                    seconds = peers[name](args, spec, init, batches)
+                    if seconds is None:
+                        del peers[name], rates[name]
+                        continue
+                    rates[name].append(rows / seconds)
+                fractions.append(flops * rates["ours"][-1] / peaks[-1])
+                print(f"  {arch} d_sae {d_sae} repeat {r} (order {', '.join(names)}): " + ", ".join(
+                    f"{name} {v[-1]:,.0f}" for name, v in rates.items()) + f" rows/s; ours {fractions[-1]:.2f} of "
+                    f"the {peaks[-1] / 1e9:.1f} GFLOP/s matmul peak measured just before")
+            med = {name: statistics.median(v) for name, v in rates.items()}
+            ratios = "; ".join(f"ours / {name}: median {statistics.median(a / b for a, b in zip(rates['ours'], v)):.2f} "
+                               f"(per repeat {', '.join(f'{a / b:.2f}' for a, b in zip(rates['ours'], v))})"
+                               for name, v in rates.items() if name != "ours")
+            print(f"{arch} d_sae {d_sae}: median rows/s " + ", ".join(f"{n} {m:,.0f}" for n, m in med.items())
+                  + f"; {ratios}; fraction of matmul peak: median {statistics.median(fractions):.2f} (per repeat "
+                  f"{', '.join(f'{f:.2f}' for f in fractions)}), against the best peak of all repeats "
+                  f"({max(peaks) / 1e9:.1f} GFLOP/s) {flops * med['ours'] / max(peaks):.2f}")
 
 
 if __name__ == "__main__":

@@ -43,8 +43,17 @@ class FiringTracker(nn.Module):
         share one dead-feature mask (it enters TopK's auxiliary loss) and one density."""
         if feature_acts.is_sparse:
             feature_acts = feature_acts.to_dense()
-        counts = (feature_acts != 0).sum(0, dtype=torch.float32)   # one pass over [B, d_sae]
-        n = torch.full((1,), feature_acts.shape[0], dtype=torch.float32, device=counts.device)
+        self._add((feature_acts != 0).sum(0, dtype=torch.float32), feature_acts.shape[0])   # a pass over [B, d_sae]
+
+    @torch.no_grad()
+    def update_active(self, features: torch.Tensor, values: torch.Tensor, n_rows: int) -> None:
+        """The same from the active (feature, value) pairs of a sparse step (a feature appears at
+        most once per row): O(B·k) instead of a pass over the dense [B, d_sae] activations."""
+        fired = features[values != 0]
+        self._add(torch.bincount(fired, minlength=self.fire_counts.numel()).float(), n_rows)
+
+    def _add(self, counts: torch.Tensor, n_rows: int) -> None:
+        n = torch.full((1,), n_rows, dtype=torch.float32, device=counts.device)
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             both = torch.cat([counts, n])
             torch.distributed.all_reduce(both)

@@ -1,4 +1,5 @@
-"""TopK training SAE with a sparse decode: only the k active decoder rows are touched.
+"""TopK training SAE that touches only the k active features: sparse decode and, in its
+training step, a sparse encoder backward (interp.sae.fused_topk).
 
 SAELens's `TopKTrainingSAE` decodes the dense [B, d_sae] activations with a
 dense matmul, although only k per row are non-zero. Here the encoder keeps the
@@ -6,7 +7,8 @@ top-k (values, indices) it computes anyway, and the decoder is an
 `embedding_bag` sum of those k rows weighted by their values: forward and
 backward cost O(B·k·d_in) instead of O(B·d_sae·d_in). Everything else (the
 TopK rule, decoder-norm rescaling, auxiliary dead-feature loss, the saved
-format) is SAELens's, so a saved SAE loads as a plain SAELens `TopKSAE`.
+format) is SAELens's, so a saved SAE loads as a plain SAELens `TopKSAE`. The sparse decode
+below is what runs when the fused training step does not apply (e.g. hooks attached).
 """
 
 from __future__ import annotations
@@ -15,8 +17,10 @@ import torch
 import torch.nn.functional as F
 from sae_lens import TopKTrainingSAE
 
+from interp.sae.fused_topk import SparseTopKStepMixin
 
-class SparseDecodeTopKTrainingSAE(TopKTrainingSAE):
+
+class SparseDecodeTopKTrainingSAE(SparseTopKStepMixin, TopKTrainingSAE):
     _active: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None   # (dense acts, idx, vals)
 
     def encode_with_hidden_pre(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -88,7 +88,8 @@ class SAESpec:
     norm_estimate_batches: int = 100
     """Training batches over which estimated normalisation statistics are computed."""
     sparse_decode: bool = False
-    """topk: decode only the k active rows (interp.sae.sparse_topk); same maths, faster at large d_sae."""
+    """topk, batchtopk: decode and encoder backward touch only the selected features (interp.sae.fused_topk);
+    same maths, faster."""
     fused: bool = False
     """standard: the step as one autograd function (interp.sae.fused_standard); same maths, faster."""
 
@@ -141,6 +142,10 @@ def build_training_sae(spec: Mapping | SAESpec, d_in: int, hook: str | None = No
         from interp.sae.sparse_topk import SparseDecodeTopKTrainingSAE
 
         return SparseDecodeTopKTrainingSAE(cfg)
+    if arch == "batchtopk" and spec.sparse_decode and not cfg.use_sparse_activations:
+        from interp.sae.fused_topk import SparseBatchTopKTrainingSAE
+
+        return SparseBatchTopKTrainingSAE(cfg)
     if arch == "standard" and spec.fused:
         from interp.sae.fused_standard import FusedStandardTrainingSAE
 

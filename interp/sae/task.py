@@ -82,7 +82,10 @@ class SAETask(ConfiguredTask):
             sae_in=batch, coefficients=coeffs, dead_neuron_mask=self.tracker.dead_mask(),
             n_training_steps=self.global_step, is_logging_step=False))
         self.check_finite(out.loss, "SAE loss")
-        self.tracker.update(out.feature_acts)
+        if getattr(out, "active_features", None) is not None:   # sparse TopK step: no pass over [B, d_sae]
+            self.tracker.update_active(out.active_features, out.active_values, batch.shape[0])
+        else:
+            self.tracker.update(out.feature_acts)
         if self.global_step % self.trainer.log_every_n_steps == 0:   # the metrics cost passes over the batch
             self._log_train(out, coeffs)
         window = self.spec.feature_sampling_window
@@ -97,13 +100,19 @@ class SAETask(ConfiguredTask):
         per_token = (out.sae_out.float() - x).pow(2).sum(-1)
         ev = 1 - per_token.mean() / (x - x.mean(0)).pow(2).sum(-1).mean()
         logs = {"train/loss": out.loss, "train/mse": per_token.mean(), "train/explained_variance": ev,
-                "train/l0": out.feature_acts.bool().float().sum(-1).to_dense().mean(),
+                "train/l0": self._l0(out),
                 "train/dead_features": self.tracker.dead_mask().sum().float()}
         logs.update({f"train/{k}": v for k, v in out.losses.items()})
         logs.update({f"train/{k}_coefficient": v for k, v in coeffs.items()})
         if self.scaler.scaling_factor is not None:
             logs["train/norm_scaling_factor"] = self.scaler.scaling_factor
         self.log_dict(logs, prog_bar=False)
+
+    @staticmethod
+    def _l0(out) -> torch.Tensor:
+        if getattr(out, "active_values", None) is not None:
+            return (out.active_values != 0).sum() / out.sae_in.shape[0]
+        return out.feature_acts.bool().float().sum(-1).to_dense().mean()
 
     def on_fit_end(self) -> None:
         if self.trainer.is_global_zero:
