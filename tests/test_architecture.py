@@ -201,3 +201,16 @@ def test_the_documented_task_builds_trains_and_loads(tmp_path, monkeypatch):
     loaded = kind.load(tmp_path, config, raw, tmp_path / "last.ckpt", "cpu")
     for (name, a), b in zip(module.model.state_dict().items(), loaded.model.state_dict().values()):
         assert torch.equal(a, b), name
+
+
+def test_the_layer_sweep_preset_makes_one_job_per_layer_of_its_base():
+    from hydra import compose, initialize_config_dir
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
+        cfg = compose("train", ["experiment=lm_mix_saes"], return_hydra_config=True)
+        base = compose("train", list(cfg.base_overrides))
+    sweep = OverridesParser.create().parse_overrides([f"sae.hook={cfg.hydra.sweeper.params['sae.hook']}"])[0]
+    hooks = list(sweep.sweep_string_iterator())
+    assert hooks == [f"blocks.{i}.hook_resid_post" for i in range(base.model.n_layers)]
+    assert cfg.task.name == "sae" and cfg.base_run == "auto"
