@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -26,3 +27,17 @@ def load_arrays(path: Path) -> dict[str, np.ndarray] | None:
 def save_arrays(path: Path, arrays: dict[str, np.ndarray]) -> None:
     with atomic_writer(path, "wb") as f:
         np.savez(f, **arrays)
+
+
+def cached_arrays(cache_dir: str | None, name: str, build: Callable[[], dict[str, np.ndarray]],
+                  **parts) -> dict[str, np.ndarray]:
+    """`build()`'s arrays, kept in <cache_dir>/token_streams/<name>-<key of parts>.npz and read
+    from there next time; `parts` must name everything the arrays depend on. No cache_dir: build."""
+    if not cache_dir:
+        return build()
+    path = Path(cache_dir).expanduser() / "token_streams" / f"{name}-{cache_key(**parts)}.npz"
+    if (arrays := load_arrays(path)) is not None:
+        return arrays
+    arrays = build()
+    save_arrays(path, arrays)
+    return arrays

@@ -20,7 +20,6 @@ import json
 import re
 from dataclasses import dataclass, field
 from functools import cached_property
-from pathlib import Path
 from typing import Dict, List, Optional
 
 import numpy as np
@@ -29,7 +28,7 @@ from tqdm.auto import tqdm
 
 from interp.data import mix_sources
 from interp.data.base import ArrayDataset, BaseDataModule, lm_batch
-from interp.data.cache import cache_key, load_arrays, save_arrays
+from interp.data.cache import cached_arrays
 from interp.data.token_stream import TokenStreamConfig, chunk_stream
 from interp.data.tokenizer import Tokenizer
 from interp.errors import ConfigError, DataError
@@ -170,16 +169,8 @@ class MixDataModule(BaseDataModule):
     @cached_property
     def corpus(self) -> dict[str, np.ndarray]:
         """`<split>.<category>` -> token stream, `meta` -> JSON bytes (documents, provenance)."""
-        path = None
-        if self.cfg.cache_dir:
-            key = cache_key(cls=type(self).__name__, vocab_size=self.cfg.vocab_size, source=self.source())
-            path = Path(self.cfg.cache_dir).expanduser() / "token_streams" / f"{self.cfg.name}-{key}.npz"
-            if (arrays := load_arrays(path)) is not None:
-                return arrays
-        arrays = self._build_corpus()
-        if path is not None:
-            save_arrays(path, arrays)
-        return arrays
+        return cached_arrays(self.cfg.cache_dir, self.cfg.name, self._build_corpus,
+                             cls=type(self).__name__, vocab_size=self.cfg.vocab_size, source=self.source())
 
     @cached_property
     def meta(self) -> dict:

@@ -8,14 +8,13 @@ Subclasses supply the documents (`documents()`) and a cheap description of them
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Optional
 
 import numpy as np
 from tqdm.auto import tqdm
 
 from interp.data.base import ArrayDataset, BaseDataConfig, BaseDataModule, lm_batch
-from interp.data.cache import cache_key, load_arrays, save_arrays
+from interp.data.cache import cached_arrays
 from interp.data.tokenizer import Tokenizer
 from interp.errors import DataError
 
@@ -72,20 +71,15 @@ class TokenStreamDataModule(BaseDataModule):
         raise NotImplementedError
 
     def token_streams(self) -> dict[str, np.ndarray]:
-        path = None
-        if self.cfg.cache_dir:
-            key = cache_key(cls=type(self).__name__, vocab_size=self.cfg.vocab_size, source=self.source())
-            path = Path(self.cfg.cache_dir).expanduser() / "token_streams" / f"{self.cfg.name}-{key}.npz"
-            if (streams := load_arrays(path)) is not None:
-                return streams
+        return cached_arrays(self.cfg.cache_dir, self.cfg.name, self._tokenize,
+                             cls=type(self).__name__, vocab_size=self.cfg.vocab_size, source=self.source())
+
+    def _tokenize(self) -> dict[str, np.ndarray]:
         train_texts, val_texts = self.documents()
-        streams = {
+        return {
             "train": tokenize_documents(self.tokenizer, train_texts, f"tokenizing {self.cfg.name} train"),
             "val": tokenize_documents(self.tokenizer, val_texts, f"tokenizing {self.cfg.name} val"),
         }
-        if path is not None:
-            save_arrays(path, streams)
-        return streams
 
     def build(self):
         streams = self.token_streams()
