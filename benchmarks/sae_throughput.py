@@ -194,7 +194,8 @@ def main():
         clock = time.process_time
     torch.manual_seed(0)
     batches = synthetic_activations(args.steps, args.batch, args.d_in)
-    print(f"d_in {args.d_in}, batch {args.batch}, {args.steps} steps, {torch.get_num_threads()} threads, {args.clock} clock, "
+    print(f"d_in {args.d_in}, batch {args.batch}, {args.steps} steps, {torch.get_num_threads()} threads, "
+          f"{args.clock} clock, "
           f"THP_MEM_ALLOC_ENABLE={os.environ['THP_MEM_ALLOC_ENABLE']}, load average {os.getloadavg()[0]:.1f}")
     rows = args.steps * args.batch
     for expansion in args.expansion:
@@ -221,9 +222,9 @@ def main():
                     f"{name} {v[-1]:,.0f}" for name, v in rates.items()) + f" rows/s; ours {fractions[-1]:.2f} of "
                     f"the {peaks[-1] / 1e9:.1f} GFLOP/s matmul peak measured just before")
             med = {name: statistics.median(v) for name, v in rates.items()}
-            ratios = "; ".join(f"ours / {name}: median {statistics.median(a / b for a, b in zip(rates['ours'], v)):.2f} "
-                               f"(per repeat {', '.join(f'{a / b:.2f}' for a, b in zip(rates['ours'], v))})"
-                               for name, v in rates.items() if name != "ours")
+            ratios = {name: [a / b for a, b in zip(rates["ours"], v)] for name, v in rates.items() if name != "ours"}
+            ratios = "; ".join(f"ours / {name}: median {statistics.median(r):.2f} (per repeat "
+                               f"{', '.join(f'{x:.2f}' for x in r)})" for name, r in ratios.items())
             print(f"{arch} d_sae {d_sae}: median rows/s " + ", ".join(f"{n} {m:,.0f}" for n, m in med.items())
                   + f"; {ratios}; fraction of matmul peak: median {statistics.median(fractions):.2f} (per repeat "
                   f"{', '.join(f'{f:.2f}' for f in fractions)}), against the best peak of all repeats "

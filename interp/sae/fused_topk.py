@@ -17,7 +17,8 @@ relu(h)/n, so the decoder-norm gradients from encode and decode cancel exactly; 
 only when a caller differentiates feature_acts or hidden_pre themselves. Outputs, losses and every
 gradient equal SAELens's (tests/test_sparse_topk.py); the modules are SAELens classes and save as
 such. Anything else (hooks on the SAE, autocast, run-time input normalisation, hook_z reshaping,
-another dtype) falls back to SAELens's own `training_forward_pass`.
+another dtype, a GPU: untested there) falls back to SAELens's own `training_forward_pass` (with
+sparse_topk's sparse decode for TopK).
 """
 
 from __future__ import annotations
@@ -53,8 +54,9 @@ class SparseTrainStepOutput(TrainStepOutput):
     included) that the training loop itself never reads."""
 
     def __init__(self, *, selection: Selection, values: torch.Tensor, shape: tuple[int, int], **fields):
-        self._sparse, self.active_features, self.active_values = (selection, values, shape), selection.cols, \
-            values.detach()   # [nnz] feature, and its value in feature_acts (may be 0: selected, not firing)
+        self._sparse = (selection, values, shape)
+        self.active_features = selection.cols         # [nnz]
+        self.active_values = values.detach()          # [nnz] feature_acts there; 0 = selected but not firing
         super().__init__(feature_acts=None, **fields)
 
     @property
@@ -79,8 +81,8 @@ def _per_row(vals: torch.Tensor, idx: torch.Tensor) -> Selection:
 
 
 def row_topk(h: torch.Tensor, k: int, groups: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
-    """torch.topk(h, k, dim=-1, sorted=False), ~25% faster for wide rows (CPU, single thread: d_sae
-    4096 56 -> 44 ms, 16384 127 -> 89 ms). Column j's block is {j, j + D/G, j + 2D/G, ...}. The
+    """torch.topk(h, k, dim=-1, sorted=False), faster for wide rows (CPU, one thread, 4096 rows,
+    k 32: d_sae 4096 56 -> 44 ms, 16384 127 -> 89 ms). Column j's block is {j, j + D/G, j + 2D/G, ...}. The
     k blocks with the largest maxima hold the row's k largest values: any element outside them is
     <= its block's max <= each of those k maxima. So one strided max pass, a top-k over D/G block
     maxima and one over the G·k candidates replace a top-k over D (whose per-element cost is the
@@ -137,8 +139,9 @@ def _bag(crow: torch.Tensor, idx: torch.Tensor, weight: torch.Tensor, w: torch.T
 class _Threads:
     """Inside: one thread, for the O(nnz) and O(B·d_in) elementwise ops, well under a millisecond
     each; `wide(fn, ...)` runs the heavy ones (matmul, top-k, sparse products) on all threads. A
-    multi-threaded op first waits for every OpenMP worker to be scheduled: on this 2-core machine
-    shared with other busy processes that wait was ~16 ms per op (measured), 20x a small op itself."""
+    multi-threaded op first waits for every OpenMP worker to be scheduled: on a 2-core machine
+    shared with other busy processes that wait was ~16 ms per op (measured), 20x a small op itself;
+    on an idle one a second thread saves little on ops this small."""
 
     def __enter__(self):
         self.n = torch.get_num_threads()
@@ -178,7 +181,7 @@ class _SparseTopKStep(torch.autograd.Function):
         B = x.shape[0]
         sae_in = x - b_dec if plan.apply_b_dec_to_input else x
         n = inv_n = None
-        if plan.rescale:   # h = (sae_in @ W_enc + b_enc) * n: n scales the [d_in, d_sae] weights, not the [B, d_sae] product
+        if plan.rescale:   # h = (sae_in @ W_enc + b_enc) * n, n scaling [d_in, d_sae] weights, not [B, d_sae]
             n = W_dec.norm(dim=1)
             inv_n = 1 / n
             h = t.wide(torch.addmm, b_enc * n, sae_in, W_enc * n)
@@ -277,7 +280,8 @@ class SparseTopKStepMixin:
 
     def _sparse_step_applies(self, x: torch.Tensor) -> bool:
         hooked = any(hp.fwd_hooks or hp.bwd_hooks for hp in self.hook_dict.values())
-        return (x.ndim == 2 and not hooked and self.cfg.normalize_activations not in RUN_TIME
+        # CPU only: that is where it is tested and measured (SDDMM on CUDA may want sorted CSR columns)
+        return (x.device.type == "cpu" and x.ndim == 2 and not hooked and self.cfg.normalize_activations not in RUN_TIME
                 and self.cfg.reshape_activations == "none" and not self.cfg.use_sparse_activations
                 and self.dtype in (torch.float32, torch.float64) and not torch.is_autocast_enabled(x.device.type))
 
