@@ -31,7 +31,7 @@ Like train.py, the process allocates large tensors in huge pages
 in front of the command measures without.
 
     python benchmarks/sae_throughput.py [--d-in 512] [--expansion 8 32] [--batch 4096] [--steps 20] [--repeats 3]
-                                        [--archs standard topk] [--threads N]
+                                        [--archs standard topk] [--threads N] [--clock wall|cpu]
 """
 
 import interp.hugepages  # noqa: F401  (first: before torch loads, as in train.py)
@@ -48,6 +48,7 @@ from interp.sae.spec import build_training_sae
 from interp.sae.task import SAETask
 
 warnings.filterwarnings("ignore")
+clock = time.perf_counter   # --clock cpu: time.process_time
 
 
 def synthetic_activations(n_batches: int, batch: int, d_in: int, seed: int = 0) -> list[torch.Tensor]:
@@ -93,12 +94,12 @@ def saelens(args, spec: dict, init: dict, batches) -> float:
     cfg = SAETrainerConfig(total_training_samples=len(batches) * args.batch, train_batch_size_samples=args.batch,
                            lr=3e-4, lr_end=3e-4, device="cpu", logger=LoggingConfig(log_to_wandb=False))
     trainer = SAETrainer(cfg, sae, iter(batches))
-    start = time.perf_counter()
+    start = clock()
     import contextlib
     import io
     with contextlib.redirect_stderr(io.StringIO()):   # its tqdm bar
         trainer.fit()
-    return time.perf_counter() - start
+    return clock() - start
 
 
 def sparsify(args, spec: dict, init: dict, batches) -> float | None:
@@ -121,7 +122,7 @@ def sparsify(args, spec: dict, init: dict, batches) -> float | None:
     since_fired = torch.zeros(d_sae, dtype=torch.long)
     did_fire = torch.zeros(d_sae, dtype=torch.bool)
     auxk_alpha, dead_threshold = 0.0, 10_000_000     # its TrainConfig defaults
-    start = time.perf_counter()
+    start = clock()
     for x in batches:
         total_variance = (x - x.mean(0)).pow(2).sum()
         sae.set_decoder_norm_to_unit_norm()
@@ -138,15 +139,15 @@ def sparsify(args, spec: dict, init: dict, batches) -> float | None:
             since_fired += x.shape[0]
             since_fired[did_fire] = 0
             did_fire.zero_()
-    return time.perf_counter() - start
+    return clock() - start
 
 
 class Timer(pl.Callback):
     def on_train_start(self, trainer, pl_module):
-        self.t0 = time.perf_counter()
+        self.t0 = clock()
 
     def on_train_end(self, trainer, pl_module):
-        self.seconds = time.perf_counter() - self.t0
+        self.seconds = clock() - self.t0
 
 
 def matmul_peak(args) -> float:
@@ -163,12 +164,12 @@ def matmul_peak(args) -> float:
         outs = [torch.empty(a.shape[0], b.shape[1]) for a, b in group]
         for (a, b), o in zip(group, outs):   # warm-up
             torch.mm(a, b, out=o)
-        start = time.perf_counter()
+        start = clock()
         for _ in range(args.steps):
             for (a, b), o in zip(group, outs):
                 torch.mm(a, b, out=o)
         flops = args.steps * sum(2 * a.shape[0] * a.shape[1] * b.shape[1] for a, b in group)
-        best = max(best, flops / (time.perf_counter() - start))
+        best = max(best, flops / (clock() - start))
     return best
 
 
@@ -182,12 +183,19 @@ def main():
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--archs", nargs="+", default=["standard", "topk"])
     p.add_argument("--threads", type=int, default=0, help="torch threads for every trainer (0: torch's default)")
+    p.add_argument("--clock", choices=["wall", "cpu"], default="wall",
+                   help="cpu: the process's CPU time, which leaves out time spent waiting for a core on a shared "
+                        "machine; meaningful with --threads 1 only (with more it counts OpenMP's spin-waits)")
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.clock == "cpu":
+        global clock
+        clock = time.process_time
     torch.manual_seed(0)
     batches = synthetic_activations(args.steps, args.batch, args.d_in)
     print(f"d_in {args.d_in}, batch {args.batch}, {args.steps} steps, {torch.get_num_threads()} threads, "
+          f"{args.clock} clock, "
           f"THP_MEM_ALLOC_ENABLE={os.environ['THP_MEM_ALLOC_ENABLE']}, load average {os.getloadavg()[0]:.1f}")
     rows = args.steps * args.batch
     for expansion in args.expansion:
@@ -214,9 +222,9 @@ def main():
                     f"{name} {v[-1]:,.0f}" for name, v in rates.items()) + f" rows/s; ours {fractions[-1]:.2f} of "
                     f"the {peaks[-1] / 1e9:.1f} GFLOP/s matmul peak measured just before")
             med = {name: statistics.median(v) for name, v in rates.items()}
-            ratios = "; ".join(f"ours / {name}: median {statistics.median(a / b for a, b in zip(rates['ours'], v)):.2f} "
-                               f"(per repeat {', '.join(f'{a / b:.2f}' for a, b in zip(rates['ours'], v))})"
-                               for name, v in rates.items() if name != "ours")
+            ratios = {name: [a / b for a, b in zip(rates["ours"], v)] for name, v in rates.items() if name != "ours"}
+            ratios = "; ".join(f"ours / {name}: median {statistics.median(r):.2f} (per repeat "
+                               f"{', '.join(f'{x:.2f}' for x in r)})" for name, r in ratios.items())
             print(f"{arch} d_sae {d_sae}: median rows/s " + ", ".join(f"{n} {m:,.0f}" for n, m in med.items())
                   + f"; {ratios}; fraction of matmul peak: median {statistics.median(fractions):.2f} (per repeat "
                   f"{', '.join(f'{f:.2f}' for f in fractions)}), against the best peak of all repeats "

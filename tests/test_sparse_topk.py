@@ -18,6 +18,7 @@ def pair(arch: str, **extra):
     """SAELens's dense class and ours, same weights (non-zero biases so every term has a gradient)."""
     torch.manual_seed(0)
     spec = {"architecture": arch, "k": 4, "expansion": EXPANSION, **extra}
+    d_sae = D_IN * spec["expansion"]
     dense = build_training_sae({**spec, "sparse_decode": False}, d_in=D_IN)
     sparse = build_training_sae({**spec, "sparse_decode": True}, d_in=D_IN)
     assert type(dense) in (TopKTrainingSAE, BatchTopKTrainingSAE)
@@ -25,7 +26,7 @@ def pair(arch: str, **extra):
     with torch.no_grad():
         dense.b_dec.normal_()
         dense.b_enc.normal_(0, 0.1)
-        dense.W_dec.mul_(torch.rand(dense.cfg.d_sae, 1) + 0.5)   # unequal decoder norms
+        dense.W_dec.mul_(torch.rand(d_sae, 1) + 0.5)   # unequal decoder norms
     sparse.load_state_dict(dense.state_dict())
     return dense, sparse
 
@@ -70,12 +71,11 @@ def assert_same_step(dense, sparse, x, dead, extra_terms=False):
 def test_sparse_step_matches_saelens_in_outputs_losses_and_every_gradient(arch, rescale, apply_b_dec, n_dead):
     dense, sparse = pair(arch, rescale_acts_by_decoder_norm=rescale, apply_b_dec_to_input=apply_b_dec)
     x = torch.randn(BATCH, D_IN) * 2
-    d_out, s_out = assert_same_step(dense, sparse, x, dead_mask(n_dead))
+    _, s_out = assert_same_step(dense, sparse, x, dead_mask(n_dead))
     aux = s_out.losses["auxiliary_reconstruction_loss"]
     assert (aux > 0) == (n_dead > 0)
     if arch == "batchtopk":
-        assert torch.equal(dense.topk_threshold, sparse.topk_threshold) or \
-            torch.allclose(dense.topk_threshold, sparse.topk_threshold, atol=1e-7)
+        assert torch.allclose(dense.topk_threshold, sparse.topk_threshold, atol=1e-7)
         assert sparse.topk_threshold > 0
 
 
@@ -83,6 +83,14 @@ def test_sparse_step_matches_saelens_in_outputs_losses_and_every_gradient(arch, 
 def test_gradients_through_feature_acts_and_hidden_pre_match_too(arch):
     dense, sparse = pair(arch)
     assert_same_step(dense, sparse, torch.randn(BATCH, D_IN), dead_mask(40), extra_terms=True)
+
+
+@pytest.mark.parametrize("arch", ["topk", "batchtopk"])
+def test_a_wide_sae_matches_too(arch):   # d_sae 1024 >= 4·16·k: TopK selects through row_topk's block path
+    dense, sparse = pair(arch, k=8, expansion=64)
+    dead = torch.zeros(D_IN * 64, dtype=torch.bool)
+    dead[::3] = True
+    assert_same_step(dense, sparse, torch.randn(BATCH, D_IN), dead, extra_terms=True)
 
 
 @pytest.mark.parametrize("arch", ["topk", "batchtopk"])
@@ -130,6 +138,15 @@ def test_a_hook_on_the_sae_falls_back_to_saelens_and_still_runs_it():
                           atol=ATOL)
 
 
+def test_run_time_normalisation_falls_back_to_saelens():
+    dense, sparse = pair("topk", normalize_activations="layer_norm")
+    x = torch.randn(8, D_IN) * 3 + 1
+    out = sparse.training_forward_pass(TrainStepInput(x, {}, None, 0, False))
+    assert type(out).__name__ == "TrainStepOutput"
+    assert torch.allclose(out.sae_out, dense.training_forward_pass(TrainStepInput(x, {}, None, 0, False)).sae_out,
+                          atol=ATOL)
+
+
 def test_autocast_falls_back_to_saelens():
     _, sparse = pair("topk")
     with torch.autocast("cpu", dtype=torch.bfloat16):
@@ -147,6 +164,7 @@ def test_firing_statistics_from_active_indices_equal_the_dense_count(arch):
     for i in range(4):
         x = torch.randn(BATCH, D_IN)
         out = sparse.training_forward_pass(TrainStepInput(x, {}, None, i, False))
+        assert out._feature_acts is None                      # the dense [B, d_sae] is built only on access
         assert (out.active_values == 0).any()                 # selected but not firing: must not count
         dense_tracker.update(out.feature_acts)
         sparse_tracker.update_active(out.active_features, out.active_values, x.shape[0])
@@ -154,6 +172,21 @@ def test_firing_statistics_from_active_indices_equal_the_dense_count(arch):
         assert torch.equal(buf, sparse_tracker.state_dict()[name]), name
     assert dense_tracker.fire_counts[2] == 4 * BATCH and 0 < dense_tracker.fire_counts[0] < 4 * BATCH
     assert dense_tracker.dead_mask()[3:].all() and not dense_tracker.dead_mask()[:3].any()
+
+
+@pytest.mark.parametrize("D,k", [(4096, 32), (2048, 8), (1024, 32), (100, 3)])   # block path / plain fallback
+def test_row_topk_gives_torch_topk_values_at_their_own_indices(D, k):
+    from interp.sae.fused_topk import row_topk
+
+    g = torch.Generator().manual_seed(D)
+    for h in (torch.randn(64, D, generator=g),                                 # distinct values
+              torch.randint(-5, 6, (64, D), generator=g).float(),               # many ties
+              torch.randn(64, D, generator=g).clamp(max=-1.0)):                 # ties at the top
+        vals, idx = row_topk(h, k)
+        ref = torch.topk(h, k, dim=-1, sorted=False).values
+        assert torch.equal(vals.sort(-1).values, ref.sort(-1).values)
+        assert torch.equal(h.gather(1, idx), vals)
+        assert (idx.sort(-1).values.diff(dim=-1) > 0).all()                    # k distinct features per row
 
 
 def load_benchmark():

@@ -8,7 +8,15 @@ gradient of `x - b_dec` back through the encoder (`dH @ W_enc.T`) only to sum
 it into `b_dec.grad`. Here:
 
 - the L1 term is `(f.sum(0) @ ||W_dec||) / B`, since f = relu(.) >= 0;
-- its gradient is a broadcast add of `coef * ||W_dec|| / B` to dF;
+- biases ride inside the matmuls as one more row/column of the operands, so no
+  [B, d_sae] pass adds or sums them: H = [x - b_dec | 1] @ [W_enc ; b_enc]
+  (addmm would first copy the broadcast bias into H and read it back);
+  dF = [dL/dsae_out | s] @ [W_dec | ||W_dec||]^T adds the L1 gradient
+  s = coef / B times ||w_j|| to every row; [x - b_dec | 1]^T @ dH gives
+  grad b_enc as its last row. (An extra contraction index or output row
+  costs nothing measurable; an extra output column, width 513, was slower
+  in MKL here, so sae_out and grad W_dec keep theirs.)
+- the ReLU backward is in place in dF;
 - `b_dec`'s encoder-side gradient is the matvec `-(dH.sum(0) @ W_enc.T)`.
 
 Loss, outputs and every gradient equal SAELens's to float tolerance (tested);
@@ -29,9 +37,12 @@ from interp.sae.normalize import RUN_TIME
 class _FusedStandardStep(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, W_enc, b_enc, W_dec, b_dec, l1_coefficient: float, apply_b_dec_to_input: bool):
-        B = x.shape[0]
-        sae_in = x - b_dec if apply_b_dec_to_input else x
-        hidden_pre = torch.addmm(b_enc, sae_in, W_enc)
+        B, d = x.shape
+        # [sae_in | 1] @ [W_enc ; b_enc]: the bias inside the matmul, not a [B, d_sae] broadcast copy it reads back
+        sae_in1 = x.new_empty(B, d + 1)
+        torch.sub(x, b_dec, out=sae_in1[:, :d]) if apply_b_dec_to_input else sae_in1[:, :d].copy_(x)
+        sae_in1[:, d] = 1
+        hidden_pre = sae_in1 @ torch.cat([W_enc, b_enc[None]])
         feature_acts = hidden_pre.relu()
         norms = W_dec.norm(dim=1)
         sae_out = torch.addmm(b_dec, feature_acts, W_dec)
@@ -39,7 +50,7 @@ class _FusedStandardStep(torch.autograd.Function):
         mse = diff.pow(2).sum() / B
         act_sums = feature_acts.sum(0)
         l1 = l1_coefficient * (act_sums @ norms) / B
-        ctx.save_for_backward(sae_in, feature_acts, W_enc, W_dec, norms, diff, act_sums)
+        ctx.save_for_backward(sae_in1, feature_acts, W_enc, W_dec, norms, diff, act_sums)
         ctx.l1_coefficient, ctx.apply_b_dec_to_input = l1_coefficient, apply_b_dec_to_input
         ctx.mark_non_differentiable(hidden_pre)
         ctx.set_materialize_grads(False)
@@ -47,26 +58,28 @@ class _FusedStandardStep(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, g_out, g_acts, _g_pre, g_mse, g_l1):
-        sae_in, acts, W_enc, W_dec, norms, diff, act_sums = ctx.saved_tensors
-        B = acts.shape[0]
+        sae_in1, acts, W_enc, W_dec, norms, diff, act_sums = ctx.saved_tensors
+        B, d = diff.shape
+        scale = float(g_l1) * ctx.l1_coefficient / B if g_l1 is not None else 0.0
         d_mse = diff * (2 * g_mse / B) if g_mse is not None else torch.zeros_like(diff)
         d_out = d_mse + g_out if g_out is not None else d_mse
         grad_W_dec = acts.T @ d_out
         grad_b_dec = d_out.sum(0)
-        d_acts = d_out @ W_dec.T
-        if g_l1 is not None:
-            scale = g_l1 * ctx.l1_coefficient / B
-            d_acts += scale * norms
-            # d||w_j||/dw_j = w_j / ||w_j|| (0 for a zero row, as torch's norm backward)
+        # [dL/dsae_out | scale] @ [W_dec | norms]^T: dL/dacts with the L1 term scale·||w_j|| added inside the matmul
+        d_out1 = torch.cat([d_out, d_out.new_full((B, 1), scale)], dim=1)
+        d_acts = d_out1 @ torch.cat([W_dec, norms[:, None]], dim=1).T
+        if g_l1 is not None:   # d||w_j||/dw_j = w_j / ||w_j|| (0 for a zero row, as torch's norm backward)
             grad_W_dec += (scale * act_sums / norms.masked_fill(norms == 0, 1)).unsqueeze(1) * W_dec
         if g_acts is not None:
             d_acts += g_acts
-        d_pre = torch.ops.aten.threshold_backward(d_acts, acts, 0)   # ReLU backward
-        grad_b_enc = d_pre.sum(0)
-        grad_W_enc = sae_in.T @ d_pre
+        d_pre = torch.ops.aten.threshold_backward.grad_input(d_acts, acts, 0, grad_input=d_acts)   # ReLU, in place
+        grad_enc1 = sae_in1.T @ d_pre                       # [grad W_enc ; grad b_enc]
+        grad_W_enc, grad_b_enc = grad_enc1[:d], grad_enc1[d]
         if ctx.apply_b_dec_to_input:                        # sae_in = x - b_dec
             grad_b_dec -= grad_b_enc @ W_enc.T
-        grad_x = d_pre @ W_enc.T - d_mse if ctx.needs_input_grad[0] else None
+        grad_x = None
+        if ctx.needs_input_grad[0]:
+            grad_x = d_pre @ W_enc.T - d_mse
         return grad_x, grad_W_enc, grad_b_enc, grad_W_dec, grad_b_dec, None, None
 
 
