@@ -4,8 +4,8 @@ from omegaconf import DictConfig
 
 from interp.errors import ConfigError
 
-DATA_FOR_KIND = {"lm": "code, qa, induction, text_files or hf", "regression": "arithmetic"}
-MODELS_FOR_KIND = {"lm": "kgram, lstm, transformer_0l/1l/2l or transformer", "regression": "arithmetic_mlp"}
+DATA_FOR_KIND = {"lm": "code, qa, induction, mix, text_files or hf", "regression": "arithmetic"}
+MODELS_FOR_KIND = {"lm": "kgram, lstm, transformer_0l/1l/2l, transformer or gpt2", "regression": "arithmetic_mlp"}
 
 
 def check_compatible(cfg: DictConfig, model_name: str, check_task: bool = True) -> None:
