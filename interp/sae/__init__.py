@@ -7,3 +7,5 @@ source    the training/validation data of an SAE run (cache or streamed buffer)
 metrics   SAELens-defined metrics: MSE, explained variance, L0, dead/dense, CE recovered
 task      the LightningModule
 """
+
+GROUP = "sae"   # the config group of SAE specs (conf/sae/); sae=pretrained loads one

@@ -26,8 +26,6 @@ from interp import hub
 from interp.errors import ConfigError, DataError
 from interp.files import file_sha256
 
-GROUP = "sae"   # the config group of SAE specs (conf/sae/): sae=pretrained loads one
-
 # Weight processing (interp.models.gpt2) -> endings of the hook names whose activations it changes
 # (measured on GPT-2, tests/test_pretrained_sae.py; hook_result exists only with use_attn_result).
 PROCESSING_CHANGES = {
