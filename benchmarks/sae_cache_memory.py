@@ -25,7 +25,7 @@ import torch
 from interp.sae.cache import get_or_build
 
 CHILD = textwrap.dedent("""
-    import json, resource, sys, warnings
+    import json, resource, sys, tempfile, warnings
     import pytorch_lightning as pl, torch
     from interp.sae.source import CacheStream
     from interp.sae.task import SAETask
@@ -40,7 +40,8 @@ CHILD = textwrap.dedent("""
         return int(open("/proc/self/statm").read().split()[1]) * 4096 / 2**20
     before = rss_mb()
     trainer = pl.Trainer(accelerator="cpu", max_steps=steps, logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0)
+                         enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
+                         default_root_dir=tempfile.mkdtemp())   # where the task saves its SAE, not cwd
     trainer.fit(task, train_dataloaders=loader)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps({"rss_before_mb": before, "peak_rss_mb": peak, "rss_after_mb": rss_mb()}))

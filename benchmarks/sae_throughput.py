@@ -38,6 +38,7 @@ import interp.hugepages  # noqa: F401  (first: before torch loads, as in train.p
 import argparse
 import os
 import statistics
+import tempfile
 import time
 import warnings
 
@@ -78,10 +79,12 @@ def ours(args, spec: dict, init: dict, batches) -> float:
     task = SAETask(config, args.d_in)
     task.sae.load_state_dict(init)
     timer = Timer()
-    trainer = pl.Trainer(accelerator="cpu", devices=1, max_steps=len(batches), logger=False, callbacks=[timer],
-                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                         gradient_clip_val=1.0, limit_val_batches=0, num_sanity_val_steps=0, log_every_n_steps=50)
-    trainer.fit(task, train_dataloaders=torch.utils.data.DataLoader(batches, batch_size=None))
+    with tempfile.TemporaryDirectory() as run_dir:   # the task saves its SAE there at the end (not into cwd)
+        trainer = pl.Trainer(accelerator="cpu", devices=1, max_steps=len(batches), logger=False, callbacks=[timer],
+                             enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                             gradient_clip_val=1.0, limit_val_batches=0, num_sanity_val_steps=0,
+                             log_every_n_steps=50, default_root_dir=run_dir)
+        trainer.fit(task, train_dataloaders=torch.utils.data.DataLoader(batches, batch_size=None))
     return timer.seconds
 
 

@@ -97,7 +97,8 @@ def test_rerun_from_saved_overrides_reproduces_val_loss(run_train, tmp_path):
 def test_resume_after_sigkill_finishes_at_the_same_step(train_env, run_train, tmp_path):
     killed = tmp_path / "killed"
     args = [sys.executable, str(REPO / "train.py"), "model=transformer_1l", "data.max_files=24",
-            "data.batch_size=4", "trainer.max_steps=300", "trainer.val_check_interval=20",
+            "data.batch_size=4", "model.d_model=32", "model.n_heads=2", "model.d_head=16",
+            "trainer.max_steps=100", "trainer.val_check_interval=20",
             "trainer.limit_val_batches=1", "trainer.enable_progress_bar=false", "logger=csv",
             f"hydra.run.dir={killed}"]
     proc = subprocess.Popen(args, cwd=REPO, env=train_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -110,18 +111,18 @@ def test_resume_after_sigkill_finishes_at_the_same_step(train_env, run_train, tm
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     step_at_kill = torch.load(last, map_location="cpu", weights_only=False)["global_step"]
-    assert 0 < step_at_kill < 300, "the run must be killed mid-training for this test to mean anything"
+    assert 0 < step_at_kill < 100, "the run must be killed mid-training for this test to mean anything"
     assert not (killed / "metrics.json").exists()
 
     resumed = tmp_path / "resumed"
     run_train(f"ckpt_path={last}", run_dir=resumed)
     metrics = read_metrics(resumed)
-    assert metrics["trainer/global_step"] == 300
+    assert metrics["trainer/global_step"] == 100
     config = yaml.safe_load((resumed / "config.yaml").read_text())
-    assert config["trainer"]["max_steps"] == 300 and config["model"]["n_layers"] == 1  # the killed run's config
+    assert config["trainer"]["max_steps"] == 100 and config["model"]["d_model"] == 32  # the killed run's config
     meta = torch.load(resumed / "checkpoints/last.ckpt", map_location="cpu",
                       weights_only=False)["hyper_parameters"]["config"]["run_meta"]
-    assert "trainer.max_steps=300" in meta["overrides"] and meta["resumed_from"] == str(last)
+    assert "trainer.max_steps=100" in meta["overrides"] and meta["resumed_from"] == str(last)
 
 
 def test_ddp_cpu_two_processes_one_run(run_train, tmp_path):
