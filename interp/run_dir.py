@@ -3,7 +3,7 @@
     <run>/.hydra/             Hydra's config.yaml, overrides.yaml, hydra.yaml
     <run>/config.yaml         the fully resolved config, plus `run_meta` (overrides, group choices, resumed_from)
     <run>/checkpoints/        last.ckpt and best.ckpt (the checkpoint's hyperparameters hold the same config)
-    <run>/metrics.json        final metrics, flat keys like "val/loss"
+    <run>/metrics.json        final metrics, flat keys like "val/loss", and "status": done | failed (+ "error")
     <run>/figures/<analysis>/ PNG, HTML and results.json of each analysis
     <run>/sae/                SAE runs: the SAE in SAELens format
     <run>/wandb/              the W&B run (offline by default)
@@ -27,6 +27,7 @@ CONFIG_FILE = "config.yaml"
 METRICS_FILE = "metrics.json"
 RESULTS_FILE = "results.json"
 FIGURES_DIR = "figures"
+STATUS_DONE, STATUS_FAILED = "done", "failed"   # metrics.json's "status"
 
 
 def run_config(cfg: DictConfig, run_meta: dict) -> dict:
@@ -56,7 +57,21 @@ def write_metrics(run_dir: str | Path, metrics: dict) -> None:
 
 
 def read_metrics(run_dir: str | Path) -> dict:
+    """metrics.json: numbers, plus "status" ("done" or "failed") and, for a failed run, "error" and
+    "error_type" (strings; so are non-finite numbers, see json_safe)."""
     return json.loads((Path(run_dir) / METRICS_FILE).read_text())
+
+
+def write_failure(run_dir: str | Path, error: BaseException, known: dict) -> None:
+    """metrics.json of a run that raised: its status, a one-line reason and what was known by then."""
+    reason = " ".join(str(error).split()) or type(error).__name__
+    write_metrics(run_dir, {**known, "status": STATUS_FAILED, "error": reason, "error_type": type(error).__name__})
+
+
+def is_done(run_dir: str | Path) -> bool:
+    """The run finished (a failed run has a metrics.json too)."""
+    path = Path(run_dir) / METRICS_FILE
+    return path.is_file() and read_metrics(run_dir).get("status", STATUS_DONE) == STATUS_DONE
 
 
 def require_run_dir(run_dir: str | Path) -> Path:
