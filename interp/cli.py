@@ -123,8 +123,10 @@ class hydra_errors_in_one_line:
         reason = "; ".join(p.rstrip(",") for p in parts)
         if isinstance(error, MissingConfigException):
             fix = "choose one of the options listed"
-        else:
+        elif "not in struct" in text:
             fix = ("check the key's spelling (python train.py --cfg job prints every key), "
                    "or add a new key with a leading +, e.g. +key=value")
+        else:
+            fix = "correct the override (python train.py --cfg job prints every key and its value)"
         print(f"error: {reason.rstrip('.')}. Fix: {fix}.", file=sys.stderr)
         sys.exit(2)

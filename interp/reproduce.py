@@ -53,13 +53,25 @@ def flatten(tree, prefix: str = "") -> dict:
     return {prefix[:-1]: tree}
 
 
-def config_differences(old: dict, new: dict, old_dir: Path, new_dir: Path) -> list[str]:
-    """`key: stored -> now` for config leaves that differ, leaving out where the runs are."""
-    a, b = flatten({k: v for k, v in old.items() if k not in ("paths", "run_meta")}), \
-        flatten({k: v for k, v in new.items() if k not in ("paths", "run_meta")})
-    here = lambda v, d: isinstance(v, str) and str(d) in v   # noqa: E731 - e.g. the logger's save_dir
-    return [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(set(a) | set(b))
-            if a.get(k) != b.get(k) and not (here(a.get(k), old_dir) and here(b.get(k), new_dir))]
+def config_differences(old: dict, new: dict) -> list[str]:
+    """`key: stored -> now` for config leaves that differ, leaving out where each run and its caches are
+    (values under the run's own `paths.*` are compared with those paths written as ${paths.<name>})."""
+    def leaves(config: dict) -> dict:
+        paths = sorted(((str(v), k) for k, v in (config.get("paths") or {}).items() if isinstance(v, str) and v),
+                       key=lambda p: -len(p[0]))
+
+        def local(value):
+            if not isinstance(value, str):
+                return value
+            for path, name in paths:
+                value = value.replace(path, "${paths.%s}" % name)
+            return value
+
+        skip = ("paths", "run_meta", "threads")   # threads: set from run_meta by reproduce()
+        return {k: local(v) for k, v in flatten({k: v for k, v in config.items() if k not in skip}).items()}
+
+    a, b = leaves(old), leaves(new)
+    return [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
 
 
 def metric_differences(old: dict, new: dict, tol: float = TOLERANCE) -> tuple[list[str], int]:
@@ -83,7 +95,7 @@ def report(old_dir: Path, old_config: dict, new_dir: Path) -> tuple[str, bool]:
         lines.append("warning: the run recorded no code or package versions (written before they were recorded)")
     elif diff := differences(recorded, versions()):
         lines.append("warning: versions differ from the run's (recorded -> now): " + "; ".join(diff))
-    if diff := config_differences(old_config, new_config, old_dir, new_dir):
+    if diff := config_differences(old_config, new_config):
         ok = False
         lines.append("config differs from the stored one (stored -> now): " + "; ".join(diff))
     diff, n = metric_differences(read_metrics(old_dir), read_metrics(new_dir))
@@ -104,7 +116,11 @@ def reproduce(main, argv: list[str]) -> int:
     if new_dir is None:
         new_dir = f"outputs/reproduce/{time.strftime('%Y-%m-%d/%H-%M-%S')}_{old_dir.name}"
         rest = [*rest, f"hydra.run.dir={new_dir}"]
-    sys.argv = [rest[0], *old_config["run_meta"]["overrides"], *rest[1:]]
+    meta = old_config["run_meta"]
+    # The same torch thread count: CPU reductions split over another number of threads round differently.
+    threads = [f"threads={meta['threads']}"] if meta.get("threads") else []
+    # One run, even for a trial of a search whose preset sets hydra.mode=MULTIRUN.
+    sys.argv = [rest[0], *meta["overrides"], *threads, "hydra.mode=RUN", *rest[1:]]
     print(f"reproducing {old_dir}: {' '.join(sys.argv[1:])}", flush=True)
     main()
     text, ok = report(old_dir, old_config, Path(new_dir))

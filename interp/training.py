@@ -96,10 +96,11 @@ def record_failure(cfg: DictConfig, error: Exception, trainer: pl.Trainer | None
         known = {k: v.item() for k, v in trainer.callback_metrics.items() if v.numel() == 1 and not k.startswith("lr-")}
         known["trainer/global_step"] = trainer.global_step
     write_failure(cfg.paths.output_dir, error, known)
-    if wandb.run is None and any(str(spec.get("_target_", "")).endswith("WandbLogger")
-                                 for spec in (cfg.get("logger") or {}).values() if spec is not None):
-        try:   # failed before the logger started: start its run, so the failure shows in the sweep's group
-            for lg in build_loggers(cfg, HydraConfig.get()):
+    hydra_cfg = HydraConfig.get()
+    if wandb.run is None and hydra_cfg.mode == RunMode.MULTIRUN and any(
+            str(spec.get("_target_", "")).endswith("WandbLogger") for spec in (cfg.get("logger") or {}).values() if spec):
+        try:   # a sweep job that failed before its logger started: start its run, so the group shows the failure
+            for lg in build_loggers(cfg, hydra_cfg):
                 getattr(lg, "experiment", None)
         except Exception:  # noqa: BLE001 - the run directory already records the failure
             log.warning("could not start a W&B run to record the failure", exc_info=True)

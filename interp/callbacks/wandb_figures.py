@@ -16,7 +16,7 @@ def media(analysis: str, out_dir: str | Path, results: dict, since: float = 0.0)
     fresh = [p for p in sorted(out_dir.rglob("*")) if p.is_file() and p.stat().st_mtime >= since]
     key = lambda p: f"figures/{analysis}/{p.relative_to(out_dir).with_suffix('').as_posix()}"  # noqa: E731
     logged = {key(p): wandb.Image(str(p)) for p in fresh if p.suffix == ".png"}
-    logged |= {key(p): wandb.Html(p.read_text(encoding="utf-8")) for p in fresh if p.suffix == ".html"}
+    logged |= {key(p): wandb.Html(p.read_text(encoding="utf-8"), inject=False) for p in fresh if p.suffix == ".html"}
     if results:
         logged[f"figures/{analysis}/results"] = wandb.Table(columns=["metric", "value"],
                                                             data=[[k, float(v)] for k, v in sorted(results.items())])

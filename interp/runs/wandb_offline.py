@@ -59,7 +59,15 @@ def history_keys(wandb_file: str | Path) -> set[str]:
 
 
 def _items(items) -> dict:
-    return {(item.key or "/".join(item.nested_key)): json.loads(item.value_json) for item in items}
+    """Decoded values by key; W&B flattens dict values (media, tables) into nested keys: rebuild them."""
+    out: dict = {}
+    for item in items:
+        *parents, last = [item.key] if item.key else list(item.nested_key)
+        node = out
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[last] = json.loads(item.value_json)
+    return out
 
 
 def summary(wandb_file: str | Path) -> dict:
