@@ -102,7 +102,11 @@ class hydra_errors_in_one_line:
     def __exit__(self, kind, error, tb):
         import os
 
-        from hydra.errors import ConfigCompositionException, MissingConfigException, OverrideParseException
+        from hydra.errors import (
+            ConfigCompositionException,
+            MissingConfigException,
+            OverrideParseException,
+        )
 
         if self._old is None:
             os.environ.pop("HYDRA_FULL_ERROR", None)

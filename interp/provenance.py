@@ -14,7 +14,7 @@ _ROOT = Path(__file__).resolve().parents[1]
 
 def _git(*args: str) -> str | None:
     try:
-        out = subprocess.run(["git", "-C", str(_ROOT), *args], capture_output=True, text=True, timeout=10)
+        out = subprocess.run(["git", "-C", str(_ROOT), *args], check=False, capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.TimeoutExpired):
         return None
     return out.stdout.strip() if out.returncode == 0 else None

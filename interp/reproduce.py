@@ -17,7 +17,13 @@ import yaml
 
 from interp.errors import RunDirError
 from interp.provenance import differences, versions
-from interp.run_dir import CONFIG_FILE, STATUS_DONE, checkpoint_path, read_metrics, require_run_dir
+from interp.run_dir import (
+    CONFIG_FILE,
+    STATUS_DONE,
+    checkpoint_path,
+    read_metrics,
+    require_run_dir,
+)
 
 FLAG = "--reproduce"
 TOLERANCE = 1e-6
@@ -64,7 +70,7 @@ def config_differences(old: dict, new: dict) -> list[str]:
             if not isinstance(value, str):
                 return value
             for path, name in paths:
-                value = value.replace(path, "${paths.%s}" % name)
+                value = value.replace(path, f"${{paths.{name}}}")
             return value
 
         skip = ("paths", "run_meta", "threads")   # threads: set from run_meta by reproduce()

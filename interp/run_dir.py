@@ -62,10 +62,15 @@ def read_metrics(run_dir: str | Path) -> dict:
     return json.loads((Path(run_dir) / METRICS_FILE).read_text())
 
 
+def failure(error: BaseException) -> dict:
+    """How a run that raised ended: status, a one-line reason, the exception's class."""
+    return {"status": STATUS_FAILED, "error": " ".join(str(error).split()) or type(error).__name__,
+            "error_type": type(error).__name__}
+
+
 def write_failure(run_dir: str | Path, error: BaseException, known: dict) -> None:
-    """metrics.json of a run that raised: its status, a one-line reason and what was known by then."""
-    reason = " ".join(str(error).split()) or type(error).__name__
-    write_metrics(run_dir, {**known, "status": STATUS_FAILED, "error": reason, "error_type": type(error).__name__})
+    """metrics.json of a run that raised: `failure(error)` and the metrics known by then."""
+    write_metrics(run_dir, {**known, **failure(error)})
 
 
 def is_done(run_dir: str | Path) -> bool:
@@ -105,7 +110,7 @@ def read_checkpoint(ckpt: str | Path) -> tuple[dict, dict]:
         raise RunDirError(f"checkpoint {str(ckpt)!r} does not exist. Fix: point to <run>/checkpoints/last.ckpt.")
     try:
         raw = torch.load(ckpt, map_location="cpu", weights_only=False)
-    except Exception as e:  # noqa: BLE001 - any unpickling failure means "not a checkpoint"
+    except Exception as e:
         raise RunDirError(f"{ckpt} is not a readable PyTorch checkpoint ({type(e).__name__}: {e}).") from e
     config = (raw.get("hyper_parameters") or {}).get("config") if isinstance(raw, dict) else None
     if not isinstance(config, dict) or "model" not in config:

@@ -20,7 +20,14 @@ from interp.objectives import derived_metrics
 from interp.provenance import versions
 from interp.registry import task_kind
 from interp.resume import resume_config
-from interp.run_dir import FIGURES_DIR, STATUS_DONE, write_config, write_failure, write_metrics
+from interp.run_dir import (
+    FIGURES_DIR,
+    STATUS_DONE,
+    failure,
+    write_config,
+    write_failure,
+    write_metrics,
+)
 
 log = logging.getLogger(__name__)
 
@@ -102,11 +109,10 @@ def record_failure(cfg: DictConfig, error: Exception, trainer: pl.Trainer | None
         try:   # a sweep job that failed before its logger started: start its run, so the group shows the failure
             for lg in build_loggers(cfg, hydra_cfg):
                 getattr(lg, "experiment", None)
-        except Exception:  # noqa: BLE001 - the run directory already records the failure
+        except Exception:   # the run directory already records the failure
             log.warning("could not start a W&B run to record the failure", exc_info=True)
     if wandb.run is not None:
-        wandb.run.summary.update({"status": "failed", "error": " ".join(str(error).split()),
-                                  "error_type": type(error).__name__})
+        wandb.run.summary.update(failure(error))
 
 
 def optimized_value(cfg: DictConfig, metrics: dict) -> float | None:

@@ -10,9 +10,9 @@ import pytest
 import yaml
 from conftest import FAST, FAST_BY_DATA
 
-from interp.objectives import ce_recovered_at_l0
 from interp.errors import RunDirError
-from interp.reproduce import check_target, metric_differences, report, split_argv
+from interp.objectives import ce_recovered_at_l0
+from interp.reproduce import check_target, config_differences, metric_differences, report, split_argv
 from interp.run_dir import write_metrics
 from interp.runs import read_metrics
 from interp.runs.wandb_offline import history, offline_runs, run_info, summary
@@ -60,6 +60,15 @@ def test_metric_differences_leave_out_timings_and_respect_the_tolerance():
     assert metric_differences(old, {**old, "val/loss": 1.0 + 5e-7, "time/train_step_s": 4.0}) == ([], 1)
     diff, n = metric_differences(old, {**old, "val/loss": 1.1})
     assert n == 1 and diff[0].startswith("val/loss: 1.0 -> 1.1")
+
+
+def test_config_differences_leave_out_where_the_runs_and_caches_are():
+    def config(out, cache, lr):
+        return {"paths": {"output_dir": out, "cache_dir": cache}, "data": {"cache_dir": cache},
+                "logger": {"wandb": {"save_dir": out}}, "optim": {"lr": lr}, "run_meta": {"overrides": [out]}}
+
+    assert config_differences(config("/o/a", "/c1", 1e-3), config("/o/b", "/c2", 1e-3)) == []
+    assert config_differences(config("/o/a", "/c1", 1e-3), config("/o/b", "/c1", 2e-3)) == ["optim.lr: 0.001 -> 0.002"]
 
 
 def test_an_override_key_that_does_not_exist(run_train, tmp_path):

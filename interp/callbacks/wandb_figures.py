@@ -14,7 +14,7 @@ def media(analysis: str, out_dir: str | Path, results: dict, since: float = 0.0)
 
     out_dir = Path(out_dir)
     fresh = [p for p in sorted(out_dir.rglob("*")) if p.is_file() and p.stat().st_mtime >= since]
-    key = lambda p: f"figures/{analysis}/{p.relative_to(out_dir).with_suffix('').as_posix()}"  # noqa: E731
+    key = lambda p: f"figures/{analysis}/{p.relative_to(out_dir).with_suffix('').as_posix()}"
     logged = {key(p): wandb.Image(str(p)) for p in fresh if p.suffix == ".png"}
     logged |= {key(p): wandb.Html(p.read_text(encoding="utf-8"), inject=False) for p in fresh if p.suffix == ".html"}
     if results:
