@@ -12,7 +12,13 @@ from conftest import FAST, FAST_BY_DATA
 
 from interp.errors import RunDirError
 from interp.objectives import ce_recovered_at_l0
-from interp.reproduce import check_target, config_differences, metric_differences, report, split_argv
+from interp.reproduce import (
+    check_target,
+    config_differences,
+    metric_differences,
+    report,
+    split_argv,
+)
 from interp.run_dir import write_metrics
 from interp.runs import read_metrics
 from interp.runs.wandb_offline import history, offline_runs, run_info, summary
