@@ -1,4 +1,8 @@
-"""Train a model: `python train.py [experiment=<preset>] [overrides]`. See README.md."""
+"""Train a model: `python train.py [experiment=<preset>] [overrides]`. See README.md.
+
+`python train.py --reproduce <run dir>` reruns a saved run from its stored overrides and says
+whether its final metrics match (interp/reproduce.py).
+"""
 
 import interp.hugepages  # noqa: F401  (first: huge pages for large tensors, set before torch loads)
 import sys
@@ -11,19 +15,22 @@ from interp.errors import exit_on_user_error
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 @exit_on_user_error
-def main(cfg: DictConfig) -> None:
-    import wandb
+def main(cfg: DictConfig) -> float | None:
+    from interp.sweep import run_job
 
-    from interp.training import train
+    return run_job(cfg)   # a sweeper's objective: optimized_metric
 
-    try:
-        train(cfg)
-    finally:
-        wandb.finish()  # each job of a multirun gets its own W&B run
+
+@exit_on_user_error
+def reproduce() -> int:
+    from interp.reproduce import reproduce
+
+    return reproduce(main, sys.argv)
 
 
 if __name__ == "__main__":
-    from interp.cli import check_override_syntax
+    from interp.cli import check_override_syntax, hydra_errors_in_one_line
 
     check_override_syntax(sys.argv)
-    main()
+    with hydra_errors_in_one_line():
+        sys.exit(reproduce()) if "--reproduce" in sys.argv else main()

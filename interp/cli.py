@@ -82,3 +82,55 @@ def check_override_syntax(argv: list[str], text_keys: tuple[str, ...] = ()) -> N
                    "need only the shell's quotes: prompt=\"any text\"")
             print(f"error: cannot parse the override {arg!r} ({reason}). Fix: {fix}.", file=sys.stderr)
             sys.exit(2)
+
+
+class hydra_errors_in_one_line:
+    """Around an `@hydra.main` call: Hydra's own errors (an override key that does not exist, an unknown
+    config-group option) become one `error: ... Fix: ...` line and exit 2, like every other bad input.
+
+    Hydra prints these over several lines and exits 1 unless HYDRA_FULL_ERROR=1, which makes it re-raise
+    them (and any other error, with its full traceback) so they can be caught here.
+    """
+
+    def __enter__(self):
+        import os
+
+        self._old = os.environ.get("HYDRA_FULL_ERROR")
+        os.environ["HYDRA_FULL_ERROR"] = "1"
+        return self
+
+    def __exit__(self, kind, error, tb):
+        import os
+
+        from hydra.errors import (
+            ConfigCompositionException,
+            MissingConfigException,
+            OverrideParseException,
+        )
+
+        if self._old is None:
+            os.environ.pop("HYDRA_FULL_ERROR", None)
+        else:
+            os.environ["HYDRA_FULL_ERROR"] = self._old
+        if not isinstance(error, (ConfigCompositionException, MissingConfigException, OverrideParseException)):
+            return False
+        text = "\n".join([str(error)] + ([str(error.__cause__)] if error.__cause__ else []))
+        text = text.split("Config search path:")[0]   # Hydra's search path is noise here
+        lines = [line.strip().rstrip(".") for line in text.splitlines()
+                 if line.strip() and not line.strip().startswith(("full_key:", "object_type="))]
+        parts: list[str] = []   # sentences joined by "; ", a list after "...:" by ", "
+        for line in lines:
+            if parts and parts[-1].endswith((":", ",")):
+                parts[-1] += f" {line},"
+            else:
+                parts.append(line)
+        reason = "; ".join(p.rstrip(",") for p in parts)
+        if isinstance(error, MissingConfigException):
+            fix = "choose one of the options listed"
+        elif "not in struct" in text:
+            fix = ("check the key's spelling (python train.py --cfg job prints every key), "
+                   "or add a new key with a leading +, e.g. +key=value")
+        else:
+            fix = "correct the override (python train.py --cfg job prints every key and its value)"
+        print(f"error: {reason.rstrip('.')}. Fix: {fix}.", file=sys.stderr)
+        sys.exit(2)

@@ -3,7 +3,7 @@
     <run>/.hydra/             Hydra's config.yaml, overrides.yaml, hydra.yaml
     <run>/config.yaml         the fully resolved config, plus `run_meta` (overrides, group choices, resumed_from)
     <run>/checkpoints/        last.ckpt and best.ckpt (the checkpoint's hyperparameters hold the same config)
-    <run>/metrics.json        final metrics, flat keys like "val/loss"
+    <run>/metrics.json        final metrics, flat keys like "val/loss", and "status": done | failed (+ "error")
     <run>/figures/<analysis>/ PNG, HTML and results.json of each analysis
     <run>/sae/                SAE runs: the SAE in SAELens format
     <run>/wandb/              the W&B run (offline by default)
@@ -27,6 +27,7 @@ CONFIG_FILE = "config.yaml"
 METRICS_FILE = "metrics.json"
 RESULTS_FILE = "results.json"
 FIGURES_DIR = "figures"
+STATUS_DONE, STATUS_FAILED = "done", "failed"   # metrics.json's "status"
 
 
 def run_config(cfg: DictConfig, run_meta: dict) -> dict:
@@ -56,7 +57,26 @@ def write_metrics(run_dir: str | Path, metrics: dict) -> None:
 
 
 def read_metrics(run_dir: str | Path) -> dict:
+    """metrics.json: numbers, plus "status" ("done" or "failed") and, for a failed run, "error" and
+    "error_type" (strings; so are non-finite numbers, see json_safe)."""
     return json.loads((Path(run_dir) / METRICS_FILE).read_text())
+
+
+def failure(error: BaseException) -> dict:
+    """How a run that raised ended: status, a one-line reason, the exception's class."""
+    return {"status": STATUS_FAILED, "error": " ".join(str(error).split()) or type(error).__name__,
+            "error_type": type(error).__name__}
+
+
+def write_failure(run_dir: str | Path, error: BaseException, known: dict) -> None:
+    """metrics.json of a run that raised: `failure(error)` and the metrics known by then."""
+    write_metrics(run_dir, {**known, **failure(error)})
+
+
+def is_done(run_dir: str | Path) -> bool:
+    """The run finished (a failed run has a metrics.json too)."""
+    path = Path(run_dir) / METRICS_FILE
+    return path.is_file() and read_metrics(run_dir).get("status", STATUS_DONE) == STATUS_DONE
 
 
 def require_run_dir(run_dir: str | Path) -> Path:
@@ -90,7 +110,7 @@ def read_checkpoint(ckpt: str | Path) -> tuple[dict, dict]:
         raise RunDirError(f"checkpoint {str(ckpt)!r} does not exist. Fix: point to <run>/checkpoints/last.ckpt.")
     try:
         raw = torch.load(ckpt, map_location="cpu", weights_only=False)
-    except Exception as e:  # noqa: BLE001 - any unpickling failure means "not a checkpoint"
+    except Exception as e:
         raise RunDirError(f"{ckpt} is not a readable PyTorch checkpoint ({type(e).__name__}: {e}).") from e
     config = (raw.get("hyper_parameters") or {}).get("config") if isinstance(raw, dict) else None
     if not isinstance(config, dict) or "model" not in config:

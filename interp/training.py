@@ -9,20 +9,32 @@ from pathlib import Path
 
 import hydra
 import pytorch_lightning as pl
+import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from interp.callbacks import Throughput
+from interp.errors import ConfigError
+from interp.objectives import derived_metrics
+from interp.provenance import versions
 from interp.registry import task_kind
 from interp.resume import resume_config
-from interp.run_dir import FIGURES_DIR, write_config, write_metrics
+from interp.run_dir import (
+    FIGURES_DIR,
+    STATUS_DONE,
+    failure,
+    write_config,
+    write_failure,
+    write_metrics,
+)
 
 log = logging.getLogger(__name__)
 
 
 def run_meta(hydra_cfg) -> dict:
-    """What reproduces this run: its command-line overrides and the group choices."""
+    """What reproduces this run: its command-line overrides and the group choices (the code and
+    package versions are added by train())."""
     return {"overrides": list(hydra_cfg.overrides.task),
             "choices": {k: v for k, v in hydra_cfg.runtime.choices.items() if not k.startswith("hydra")}}
 
@@ -68,10 +80,61 @@ def _has_test_split(dm: pl.LightningDataModule) -> bool:
 
 
 def train(cfg: DictConfig) -> dict:
-    """Train per `cfg` in the current Hydra run directory; return the final metrics."""
+    """Train per `cfg` in the current Hydra run directory; return the final metrics.
+
+    A run that raises still leaves metrics.json, with "status": "failed", the error and the metrics
+    known by then, and says so in W&B (a sweep reads both; see interp.sweep)."""
+    state: dict = {}
+    try:
+        return _train(cfg, state)
+    except Exception as e:
+        from pytorch_lightning.utilities.rank_zero import rank_zero_only
+
+        if rank_zero_only.rank == 0:
+            record_failure(cfg, e, state.get("trainer"))
+        raise
+
+
+def record_failure(cfg: DictConfig, error: Exception, trainer: pl.Trainer | None) -> None:
+    import wandb
+
+    known = {}
+    if trainer is not None:
+        known = {k: v.item() for k, v in trainer.callback_metrics.items() if v.numel() == 1 and not k.startswith("lr-")}
+        known["trainer/global_step"] = trainer.global_step
+    write_failure(cfg.paths.output_dir, error, known)
+    hydra_cfg = HydraConfig.get()
+    if wandb.run is None and hydra_cfg.mode == RunMode.MULTIRUN and any(
+            str(spec.get("_target_", "")).endswith("WandbLogger") for spec in (cfg.get("logger") or {}).values() if spec):
+        try:   # a sweep job that failed before its logger started: start its run, so the group shows the failure
+            for lg in build_loggers(cfg, hydra_cfg):
+                getattr(lg, "experiment", None)
+        except Exception:   # the run directory already records the failure
+            log.warning("could not start a W&B run to record the failure", exc_info=True)
+    if wandb.run is not None:
+        wandb.run.summary.update(failure(error))
+
+
+def optimized_value(cfg: DictConfig, metrics: dict) -> float | None:
+    """The final metric a sweeper optimises (`optimized_metric`), or None when none is set."""
+    name = cfg.get("optimized_metric")
+    if not name:
+        return None
+    if not isinstance(metrics.get(name), (int, float)):
+        numeric = sorted(k for k, v in metrics.items() if isinstance(v, (int, float)))
+        raise ConfigError(f"optimized_metric={name} is not a final metric of this run (it has: {', '.join(numeric)}). "
+                          "Fix: set optimized_metric to one of them.")
+    return float(metrics[name])
+
+
+def _train(cfg: DictConfig, state: dict) -> dict:
     hydra_cfg = HydraConfig.get()
     cfg, meta = resume_config(cfg) if cfg.ckpt_path else (cfg, run_meta(hydra_cfg))
+    meta = {**meta, "versions": versions()}
     run_dir = Path(cfg.paths.output_dir)
+    if cfg.get("threads"):
+        torch.set_num_threads(cfg.threads)   # parallel jobs on one machine: cores // jobs each
+    meta["threads"] = torch.get_num_threads()
     pl.seed_everything(cfg.seed, workers=True)
     cfg, dm, task = task_kind(cfg.task.name).build(cfg, meta)
 
@@ -79,6 +142,7 @@ def train(cfg: DictConfig) -> dict:
     throughput, last_val = Throughput(), LastValidation()
     trainer: pl.Trainer = hydra.utils.instantiate(
         cfg.trainer, logger=loggers or False, callbacks=[*build_callbacks(cfg, bool(loggers)), throughput, last_val])
+    state["trainer"] = trainer
     if trainer.is_global_zero:
         write_config(run_dir, cfg, meta)
         (run_dir / FIGURES_DIR).mkdir(exist_ok=True)
@@ -99,9 +163,16 @@ def train(cfg: DictConfig) -> dict:
         if isinstance(getattr(cb, "results", None), dict):  # analyses that ran at the end of training
             metrics.update(cb.results)
     metrics["trainer/global_step"] = trainer.global_step
+    metrics.update(derived_metrics(cfg, metrics))
+    optimized_value(cfg, metrics)   # a misnamed objective fails this job, not the sweeper later
     for lg in loggers:
         lg.log_metrics({f"final/{k}": v for k, v in metrics.items()}, step=trainer.global_step)
+    metrics["status"] = STATUS_DONE
     if trainer.is_global_zero:
+        import wandb
+
+        if wandb.run is not None:
+            wandb.run.summary["status"] = STATUS_DONE
         write_metrics(run_dir, metrics)
         print_summary(run_dir, metrics)
     return metrics

@@ -16,12 +16,12 @@ PACKAGE = REPO / "interp"
 # Bottom up; a module may import its own layer or any lower one (docs/architecture.md).
 LAYERS = [
     ["interp", "interp.errors", "interp.files", "interp.run_dir", "interp.subject", "interp.viz", "interp.hugepages",
-     "interp.hub"],
+     "interp.hub", "interp.provenance", "interp.objectives"],
     ["interp.models", "interp.data"],
     ["interp.tasks", "interp.analyses", "interp.sae"],
     ["interp.callbacks", "interp.registry"],
     ["interp.runs"],
-    ["interp.training", "interp.analyzing", "interp.resume", "interp.cli"],
+    ["interp.training", "interp.analyzing", "interp.resume", "interp.cli", "interp.sweep", "interp.reproduce"],
 ]
 # Within a layer, packages that must not import each other at all.
 NEVER = {("interp.runs", "interp.sae"), ("interp.sae", "interp.runs"), ("interp.sae", "interp.analyses"),

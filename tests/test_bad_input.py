@@ -7,7 +7,7 @@ import pytest
 from conftest import FAST
 
 from interp.errors import RunDirError
-from interp.runs import load_run
+from interp.runs import load_run, read_metrics
 
 pytestmark = pytest.mark.slow
 
@@ -46,7 +46,9 @@ def test_nan_loss_stops_and_names_the_step(run_train, tmp_path):
                      "trainer.gradient_clip_val=null", run_dir=tmp_path / "r", expect_ok=False)
     message = assert_refused(proc, "loss became", "at step")
     assert "nan" in message or "inf" in message
-    assert not (tmp_path / "r" / "metrics.json").exists()
+    metrics = read_metrics(tmp_path / "r")   # the run records how it ended (interp.sweep reads it)
+    assert metrics["status"] == "failed" and metrics["error_type"] == "TrainingDiverged"
+    assert metrics["error"] == message.removeprefix("error: ") and metrics["trainer/global_step"] < 6
 
 
 def test_missing_checkpoint(run_train, tmp_path):

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 
 import pytorch_lightning as pl
+from pytorch_lightning.loggers import WandbLogger
 
 from interp.analyses.runner import check_name, run_analysis, split_options
+from interp.callbacks.wandb_figures import media
 from interp.run_dir import FIGURES_DIR
 
 log = logging.getLogger(__name__)
@@ -34,6 +37,7 @@ class AnalysisCallback(pl.Callback):
         out_dir = Path(trainer.default_root_dir) / FIGURES_DIR / self.analysis
         was_training = pl_module.training
         pl_module.eval()
+        started = time.time() - 1   # file times may be rounded down to the second
         try:
             raw = run_analysis(self.analysis, pl_module.subject(), out_dir, self.options)
         finally:
@@ -44,6 +48,8 @@ class AnalysisCallback(pl.Callback):
         self.results = {f"analysis/{self.analysis}/{k}": float(v) for k, v in raw.items()}
         for logger in trainer.loggers:
             logger.log_metrics(self.results, step=trainer.global_step)
+            if isinstance(logger, WandbLogger):
+                logger.log_metrics(media(self.analysis, out_dir, raw, since=started), step=trainer.global_step)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if self.every_n_steps and trainer.global_step % self.every_n_steps == 0:

@@ -5,6 +5,7 @@ The file is a W&B header followed by a LevelDB-style log of protobuf `Record`s
 public reader, and we need one to check groups and configs of offline sweeps.
 """
 
+import json
 import struct
 from pathlib import Path
 
@@ -55,3 +56,33 @@ def history_keys(wandb_file: str | Path) -> set[str]:
         if record.WhichOneof("record_type") == "history":
             keys.update(item.key or "/".join(item.nested_key) for item in record.history.item)
     return keys
+
+
+def _items(items) -> dict:
+    """Decoded values by key; W&B flattens dict values (media, tables) into nested keys: rebuild them."""
+    out: dict = {}
+    for item in items:
+        *parents, last = [item.key] if item.key else list(item.nested_key)
+        node = out
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[last] = json.loads(item.value_json)
+    return out
+
+
+def summary(wandb_file: str | Path) -> dict:
+    """The run's summary as W&B would show it (later updates win), plus "_exit_code" if it finished."""
+    out = {}
+    for record in read_records(wandb_file):
+        kind = record.WhichOneof("record_type")
+        if kind == "summary":
+            out.update(_items(record.summary.update))
+        elif kind == "exit":
+            out["_exit_code"] = record.exit.exit_code
+    return out
+
+
+def history(wandb_file: str | Path) -> list[dict]:
+    """Every logged row, values decoded from JSON (media are dicts with "_type" and "path" under files/)."""
+    return [_items(record.history.item) for record in read_records(wandb_file)
+            if record.WhichOneof("record_type") == "history"]

@@ -18,7 +18,7 @@ from interp.errors import ConfigError, RunDirError
 from interp.files import content_key, file_lock, file_sha256
 from interp.models import is_pretrained
 from interp.models.hooks import check_hook
-from interp.run_dir import LoadedRun, checkpoint_path, read_checkpoint, run_config
+from interp.run_dir import LoadedRun, checkpoint_path, is_done, read_checkpoint, run_config
 from interp.sae.spec import parse_spec
 from interp.tasks.kind import TaskKind, pretrained_base, rebuild_model_run
 
@@ -33,7 +33,7 @@ def ensure_base_run(overrides: list[str], root: Path, base_runs_dir: Path) -> Pa
     """
     run_dir = base_runs_dir / content_key(sorted(overrides), 12)
     with file_lock(run_dir.with_suffix(".lock")):
-        if not (run_dir / "metrics.json").is_file():
+        if not is_done(run_dir):
             cmd = [sys.executable, str(root / "train.py"), *overrides, f"hydra.run.dir={run_dir}"]
             print(f"base_run=auto: training the base run first: {' '.join(cmd[1:])}", flush=True)
             if (rc := subprocess.run(cmd, cwd=root).returncode) != 0:

@@ -1,0 +1,84 @@
+"""Sweeps that survive their jobs: one failing job is recorded and the others go on.
+
+Hydra's sweepers stop a sweep at the first job whose task function raises (the basic
+sweeper reads every job's return value and re-raises). So in a multirun `run_job` catches
+the error after `train()` has recorded it in the job's metrics.json and W&B run, and returns
+None (the Optuna sweeper marks that trial failed and goes on). `SweepSummary`, a Hydra
+callback (conf/hydra/default.yaml), then prints done / failed per job from the jobs' metrics.json
+and exits 1 if any failed. It reads files, not memory, so it works for every launcher
+(joblib workers and submitit processes included).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.experimental.callback import Callback
+from hydra.types import RunMode
+from omegaconf import DictConfig
+
+from interp.errors import InterpError
+from interp.run_dir import METRICS_FILE, STATUS_DONE, read_metrics
+
+log = logging.getLogger(__name__)
+
+
+def run_job(cfg: DictConfig) -> float | None:
+    """train.py's task: train, then return `optimized_metric` (None if unset or if the job failed
+    in a multirun; a single run re-raises)."""
+    import wandb
+
+    from interp.training import optimized_value, train
+
+    failed = True
+    try:
+        metrics = train(cfg)
+        failed = False
+    except Exception as e:
+        if HydraConfig.get().mode != RunMode.MULTIRUN:
+            raise
+        job = HydraConfig.get().job.num
+        if isinstance(e, InterpError):
+            print(f"error: job {job}: {e}", file=sys.stderr, flush=True)
+        else:
+            log.exception("job %s failed", job)
+        return None
+    finally:
+        wandb.finish(exit_code=1 if failed else 0)   # each job of a multirun gets its own W&B run
+    return optimized_value(cfg, metrics)
+
+
+def job_statuses(sweep_dir: str | Path) -> list[tuple[Path, str, str]]:
+    """(job dir, status, one-line reason) for every job Hydra started in `sweep_dir`."""
+    jobs = sorted((p.parent for p in Path(sweep_dir).glob("*/.hydra")),
+                  key=lambda p: (not p.name.isdigit(), int(p.name) if p.name.isdigit() else 0, p.name))
+    out = []
+    for job in jobs:
+        if not (job / METRICS_FILE).is_file():
+            out.append((job, "failed", "no metrics.json: the job was killed (out of memory?) or is still running"))
+            continue
+        metrics = read_metrics(job)
+        status = metrics.get("status", STATUS_DONE)
+        reason = "" if status == STATUS_DONE else f"{metrics.get('error_type', '')}: {metrics.get('error', '')}"
+        out.append((job, status, reason))
+    return out
+
+
+def summary(sweep_dir: str | Path) -> tuple[str, bool]:
+    """The end-of-sweep report, and whether every job is done."""
+    statuses = job_statuses(sweep_dir)
+    failed = [(job, reason) for job, status, reason in statuses if status != STATUS_DONE]
+    lines = [f"sweep {sweep_dir}: {len(statuses) - len(failed)} done, {len(failed)} failed"]
+    lines += [f"  failed {job.name}: {reason}" for job, reason in failed]
+    return "\n".join(lines), not failed
+
+
+class SweepSummary(Callback):
+    def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
+        text, ok = summary(config.hydra.sweep.dir)
+        print(text, file=sys.stdout if ok else sys.stderr, flush=True)
+        if not ok:
+            sys.exit(1)
