@@ -1,0 +1,254 @@
+"""Feature-dashboard data (what sae-vis / sae-dashboard show), computed in one streaming pass.
+
+One pass over a corpus keeps, for every tracked feature at once: the top-k activations and where
+they occurred, a uniform sample of its firings (for activation-quantile examples; each firing gets a
+random priority and the k highest priorities are kept, i.e. a bottom-k sample), its firing count
+and a histogram of log10 activations. The bookkeeping works on the firing (feature, token, value)
+triples, so its cost grows with the number of firings, not with d_sae × tokens.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from interp.data.batch import model_inputs, padding_mask
+from interp.features.interventions import feature_direction, hook_of
+from interp.sae.harvest import stop_layer
+
+HIST_EDGES = torch.linspace(-3.0, 4.0, 71)   # log10 activation, 0.1 decade bins (values outside are clamped)
+POS_BITS = 20                                 # location = sequence << POS_BITS | position
+
+
+def group_topk(group: torch.Tensor, score: torch.Tensor, k: int, n_groups: int) -> torch.Tensor:
+    """Indices of the (at most) k highest `score`s within each group, ordered by group then score."""
+    order = torch.argsort(score, descending=True, stable=True)
+    order = order[torch.argsort(group[order], stable=True)]
+    g = group[order]
+    counts = torch.bincount(g, minlength=n_groups)
+    starts = torch.cumsum(counts, 0) - counts
+    rank = torch.arange(len(g), device=g.device) - starts[g]
+    return order[rank < k]
+
+
+@dataclass
+class Entries:
+    """Flat (feature column, value, location, priority) records, sorted by column."""
+    col: torch.Tensor = field(default_factory=lambda: torch.empty(0, dtype=torch.long))
+    value: torch.Tensor = field(default_factory=lambda: torch.empty(0))
+    loc: torch.Tensor = field(default_factory=lambda: torch.empty(0, dtype=torch.long))
+    prio: torch.Tensor = field(default_factory=lambda: torch.empty(0))
+
+    def merge(self, col, value, loc, prio, key: torch.Tensor | None, k: int, n: int) -> None:
+        cat = [torch.cat([a, b]) for a, b in ((self.col, col), (self.value, value), (self.loc, loc),
+                                               (self.prio, prio))]
+        keep = group_topk(cat[0], cat[1] if key is None else cat[3], k, n)
+        self.col, self.value, self.loc, self.prio = (t[keep] for t in cat)
+
+    def of(self, column: int) -> tuple[torch.Tensor, torch.Tensor]:
+        sel = self.col == column
+        return self.value[sel], self.loc[sel]
+
+
+class FeatureCollector:
+    """Streaming per-feature statistics over [rows, n_features] activation blocks."""
+
+    def __init__(self, n_features: int, k: int = 20, n_samples: int = 100, seed: int = 0):
+        self.n, self.k, self.n_samples = n_features, k, n_samples
+        self.top, self.sample = Entries(), Entries()
+        self.counts = torch.zeros(n_features, dtype=torch.long)
+        self.hist = torch.zeros(n_features, len(HIST_EDGES) - 1, dtype=torch.long)
+        self.n_tokens = 0
+        self.gen = torch.Generator().manual_seed(seed)
+
+    @torch.no_grad()
+    def add(self, feats: torch.Tensor, locs: torch.Tensor) -> None:
+        """feats [N, n_features] (a feature fires where > 0), locs [N] the rows' locations."""
+        feats = feats.float().cpu()
+        rows, col = (feats > 0).nonzero(as_tuple=True)
+        value, loc = feats[rows, col], locs[rows]
+        self.n_tokens += feats.shape[0]
+        self.counts += torch.bincount(col, minlength=self.n)
+        bins = torch.bucketize(value.log10(), HIST_EDGES[1:-1])
+        self.hist.view(-1).index_add_(0, col * self.hist.shape[1] + bins, torch.ones_like(bins))
+        prio = torch.rand(len(value), generator=self.gen)
+        # the batch's own top-k first: the merge then sorts O(n·k) records, not every firing
+        top = group_topk(col, value, self.k, self.n)
+        self.top.merge(col[top], value[top], loc[top], prio[top], None, self.k, self.n)
+        sample = group_topk(col, prio, self.n_samples, self.n)
+        self.sample.merge(col[sample], value[sample], loc[sample], prio[sample], prio, self.n_samples, self.n)
+
+    def density(self) -> torch.Tensor:
+        return self.counts.double() / max(self.n_tokens, 1)
+
+
+def sae_activations(model, sae, tokens: torch.Tensor) -> torch.Tensor:
+    """Feature activations [B, T, d_sae] of `tokens` (only the layers up to the SAE's hook run)."""
+    hook = hook_of(sae)
+    kwargs = {"stop_at_layer": stop_layer(model, hook)} if hasattr(model, "cfg") else {}
+    _, cache = model.run_with_cache(tokens.to(next(model.parameters()).device), names_filter=hook, **kwargs)
+    acts = cache[hook]
+    acts = acts.flatten(2) if acts.ndim > 3 else acts
+    return sae.encode(acts.to(sae.W_enc.dtype))
+
+
+@dataclass
+class Corpus:
+    """The sequences seen by the pass (valid tokens only), for showing contexts."""
+    sequences: list = field(default_factory=list)
+
+    def context(self, loc: int, before: int, after: int) -> tuple[torch.Tensor, int, int]:
+        """(tokens of the window, sequence index, window start) around location `loc`."""
+        seq, pos = loc >> POS_BITS, loc & ((1 << POS_BITS) - 1)
+        start = max(0, pos - before)
+        return self.sequences[seq][start:pos + after + 1], seq, start
+
+
+@torch.no_grad()
+def collect(model, sae, batches, features: list[int] | None = None, *, k: int = 20, n_samples: int = 100,
+            max_tokens: int | None = None, seed: int = 0) -> tuple[FeatureCollector, Corpus]:
+    """One pass over `batches` (LM batches) tracking `features` (None: the whole dictionary)."""
+    cols = None if features is None else torch.tensor(features)
+    collector = FeatureCollector(sae.cfg.d_sae if cols is None else len(cols), k, n_samples, seed)
+    corpus = Corpus()
+    for batch in batches:
+        tokens = model_inputs(batch)
+        mask = padding_mask(batch)
+        mask = torch.ones(tokens.shape, dtype=torch.bool) if mask is None else mask.cpu()
+        feats = sae_activations(model, sae, tokens)
+        feats = feats if cols is None else feats[..., cols.to(feats.device)]
+        seq, pos = mask.nonzero(as_tuple=True)
+        base = len(corpus.sequences)
+        collector.add(feats[mask.to(feats.device)], (seq + base) << POS_BITS | pos)
+        corpus.sequences += [t[m] for t, m in zip(tokens.cpu(), mask)]
+        if max_tokens is not None and collector.n_tokens >= max_tokens:
+            break
+    return collector, corpus
+
+
+def logit_effects(model, sae, feature: int) -> torch.Tensor | None:
+    """[d_vocab]: the direct effect of one unit of `feature` on the logits, W_dec[f] @ W_U, through
+    the final normalisation. Its per-token 1/σ scales every logit alike (a positive factor that does
+    not change the order), so it is left out; its centring and gain act on the direction itself:
+    LN: (d - mean d) * w; LNPre (GPT-2 with folded LN: the gain already sits in W_U): d - mean d;
+    RMS: d * w. A hook inside an MLP (mlp.hook_post) goes through that layer's W_out first. None for
+    hooks that do not write to the residual stream in one step (attention internals) or non-transformers."""
+    import re
+
+    cfg = getattr(model, "cfg", None)
+    if cfg is None or not hasattr(model, "W_U"):
+        return None
+    d = feature_direction(sae, feature).to(model.W_U.dtype).to(model.W_U.device)
+    hook = hook_of(sae)
+    if m := re.fullmatch(r"blocks\.(\d+)\.mlp\.hook_post", hook):
+        d = d @ model.blocks[int(m.group(1))].mlp.W_out
+    elif not re.fullmatch(r"blocks\.\d+\.hook_(resid_pre|resid_mid|resid_post|attn_out|mlp_out)|hook_embed|"
+                          r"hook_pos_embed|unembed\.hook_in", hook):
+        return None
+    norm = cfg.normalization_type
+    if norm in ("LN", "LNPre"):
+        d = d - d.mean()
+    if norm in ("LN", "RMS"):
+        d = d * model.ln_final.w
+    return (d @ model.W_U).detach().float().cpu()
+
+
+@torch.no_grad()
+def sequence_activations(model, sae, sequences: list[torch.Tensor], features: list[int],
+                         chunk: int = 32) -> list[torch.Tensor]:
+    """Per-token activations [len, n_features] of `features` on each sequence (right-padded batches:
+    causal models never see the padding from earlier positions)."""
+    out = []
+    for i in range(0, len(sequences), chunk):
+        part = sequences[i:i + chunk]
+        width = max(len(s) for s in part)
+        tokens = torch.zeros(len(part), width, dtype=torch.long)
+        for j, s in enumerate(part):
+            tokens[j, :len(s)] = s
+        feats = sae_activations(model, sae, tokens)[..., features].float().cpu()
+        out += [feats[j, :len(s)] for j, s in enumerate(part)]
+    return out
+
+
+def quantile_picks(values: torch.Tensor, locs: torch.Tensor, n_quantiles: int, per_quantile: int) -> list[dict]:
+    """Examples from each activation quantile of a uniform sample of firings, highest quantile first."""
+    order = values.argsort(descending=True)
+    values, locs = values[order], locs[order]
+    groups = []
+    for q in range(n_quantiles):
+        lo, hi = q * len(values) // n_quantiles, (q + 1) * len(values) // n_quantiles
+        if hi <= lo:
+            continue
+        idx = torch.linspace(lo, hi - 1, min(per_quantile, hi - lo)).round().long().unique()
+        groups.append({"quantile": f"{100 * q // n_quantiles}-{100 * (q + 1) // n_quantiles}%",
+                       "range": [values[hi - 1].item(), values[lo].item()], "locs": locs[idx].tolist()})
+    return groups
+
+
+@torch.no_grad()
+def describe(model, sae, collector: FeatureCollector, corpus: Corpus, features: list[int], columns: list[int],
+             tokenizer, *, before: int = 10, after: int = 4, n_quantiles: int = 5, per_quantile: int = 3,
+             n_logits: int = 10) -> list[dict]:
+    """Everything a dashboard shows for each of `features` (collector column `columns[i]`), except the
+    ablation effect: top contexts and quantile examples with every token's activation, histogram,
+    density and the logit table."""
+    plans = []
+    for col in columns:
+        values, locs = collector.top.of(col)
+        sample_v, sample_l = collector.sample.of(col)
+        plans.append(({"value": values.tolist(), "locs": locs.tolist()},
+                      quantile_picks(sample_v, sample_l, n_quantiles, per_quantile)))
+    needed = sorted({loc >> POS_BITS for top, groups in plans
+                     for loc in top["locs"] + [x for g in groups for x in g["locs"]]})
+    acts = dict(zip(needed, sequence_activations(model, sae, [corpus.sequences[s] for s in needed], features)))
+
+    def context(loc: int, i: int) -> dict:
+        window, seq, start = corpus.context(loc, before, after)
+        a = acts[seq][start:start + len(window), i]
+        return {"tokens": tokenizer.decode_tokens(window.tolist()), "acts": [round(x, 4) for x in a.tolist()],
+                "at": (loc & ((1 << POS_BITS) - 1)) - start, "value": round(a.max().item(), 4)}
+
+    pages = []
+    for i, (f, col, (top, groups)) in enumerate(zip(features, columns, plans)):
+        logits = logit_effects(model, sae, f)
+        page = {"feature": f, "density": collector.density()[col].item(), "count": int(collector.counts[col]),
+                "n_tokens": collector.n_tokens, "max": top["value"][0] if top["value"] else 0.0,
+                "hist_edges": HIST_EDGES.tolist(), "hist": collector.hist[col].tolist(),
+                "top": [context(loc, i) for loc in top["locs"]],
+                "quantiles": [{**{k: g[k] for k in ("quantile", "range")},
+                               "examples": [context(loc, i) for loc in g["locs"]]} for g in groups],
+                "logits": None}
+        if logits is not None:
+            hi, lo = logits.topk(n_logits), (-logits).topk(n_logits)
+            page["logits"] = {"top": [[tokenizer.decode_tokens([t])[0], v] for v, t in zip(hi.values.tolist(),
+                                                                                           hi.indices.tolist())],
+                              "bottom": [[tokenizer.decode_tokens([t])[0], -v] for v, t in zip(lo.values.tolist(),
+                                                                                               lo.indices.tolist())]}
+        pages.append(page)
+    return pages
+
+
+@torch.no_grad()
+def ablation_losses(model, sae, features: list[int], batches) -> dict[int, dict[str, float]]:
+    """Per feature: mean change of the next-token loss when it is zeroed inside the spliced SAE (error
+    term kept), over every scored token, and over the sequences where the loss changes at all."""
+    from interp.data.batch import scored
+    from interp.features.interventions import ablation_hook, hooked, token_losses
+
+    sums = {f: [0.0, 0, 0.0, 0] for f in features}   # all: sum, count; affected sequences: sum, count
+    for batch in batches:
+        tokens, targets = model_inputs(batch), batch["targets"]
+        keep = scored(targets).to(tokens.device)
+        clean = token_losses(model(tokens), targets)
+        for f in features:
+            with hooked(model, sae, ablation_hook(sae, [f])):
+                delta = (token_losses(model(tokens), targets) - clean) * keep
+            hit = (delta != 0).any(-1)
+            s = sums[f]
+            s[0] += delta.sum().item()
+            s[1] += int(keep.sum())
+            s[2] += delta[hit].sum().item()
+            s[3] += int(keep[hit].sum())
+    return {f: {"loss_delta": s[0] / max(s[1], 1), "loss_delta_where_active": s[2] / max(s[3], 1)}
+            for f, s in sums.items()}
