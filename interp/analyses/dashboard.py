@@ -25,8 +25,7 @@ RANKINGS = ("max", "frequency")
 def chosen(collector, n: int, rank_by: str) -> list[int]:
     """The top-n features of the whole dictionary by max activation or firing frequency."""
     if rank_by == "max":
-        score = torch.zeros(collector.n)
-        score.scatter_reduce_(0, collector.top.col, collector.top.value, "amax")
+        score = collector.top.score[:, 0].clamp_min(0)   # each feature's largest activation (0: never fired)
     else:
         score = collector.density().float()
     return [int(f) for f in score.topk(min(n, collector.n)).indices if score[f] > 0]

@@ -1,10 +1,11 @@
 """Feature-dashboard data (what sae-vis / sae-dashboard show), computed in one streaming pass.
 
 One pass over a corpus keeps, for every tracked feature at once: the top-k activations and where
-they occurred, a uniform sample of its firings (for activation-quantile examples; each firing gets a
-random priority and the k highest priorities are kept, i.e. a bottom-k sample), its firing count
-and a histogram of log10 activations. The bookkeeping works on the firing (feature, token, value)
-triples, so its cost grows with the number of firings, not with d_sae × tokens.
+they occurred, a uniform sample of its firings (for activation-quantile examples: each firing gets a
+random priority and the n highest priorities are kept, a bottom-k sample), its firing count and a
+histogram of log10 activations. The bookkeeping sorts the batch's firing (feature, token, value)
+triples once per table and merges dense [d_sae, k] tables, so beyond one scan for the firings its
+cost grows with the number of firings, not with d_sae × tokens.
 """
 
 from __future__ import annotations
@@ -21,42 +22,49 @@ HIST_EDGES = torch.linspace(-3.0, 4.0, 71)   # log10 activation, 0.1 decade bins
 POS_BITS = 20                                 # location = sequence << POS_BITS | position
 
 
-def group_topk(group: torch.Tensor, score: torch.Tensor, k: int, n_groups: int) -> torch.Tensor:
-    """Indices of the (at most) k highest `score`s within each group, ordered by group then score."""
-    order = torch.argsort(score, descending=True, stable=True)
-    order = order[torch.argsort(group[order], stable=True)]
+def group_rank(group: torch.Tensor, score: torch.Tensor, k: int, n_groups: int):
+    """(indices, group, rank) of the (at most) k highest non-negative `score`s within each group, from one
+    sort: a non-negative float's bits order like the float, so (group, -score) packs into one int64 key."""
+    bits = score.float().contiguous().view(torch.int32).long()
+    order = (group * (1 << 31) + ((1 << 31) - 1 - bits)).argsort()
     g = group[order]
     counts = torch.bincount(g, minlength=n_groups)
-    starts = torch.cumsum(counts, 0) - counts
-    rank = torch.arange(len(g), device=g.device) - starts[g]
-    return order[rank < k]
+    rank = torch.arange(len(g), device=g.device) - (torch.cumsum(counts, 0) - counts)[g]
+    keep = rank < k
+    return order[keep], g[keep], rank[keep]
 
 
-@dataclass
-class Entries:
-    """Flat (feature column, value, location, priority) records, sorted by column."""
-    col: torch.Tensor = field(default_factory=lambda: torch.empty(0, dtype=torch.long))
-    value: torch.Tensor = field(default_factory=lambda: torch.empty(0))
-    loc: torch.Tensor = field(default_factory=lambda: torch.empty(0, dtype=torch.long))
-    prio: torch.Tensor = field(default_factory=lambda: torch.empty(0))
+class TopTable:
+    """Per feature, the k records with the highest score: dense [n, k] tables (score -inf: empty)."""
 
-    def merge(self, col, value, loc, prio, key: torch.Tensor | None, k: int, n: int) -> None:
-        cat = [torch.cat([a, b]) for a, b in ((self.col, col), (self.value, value), (self.loc, loc),
-                                               (self.prio, prio))]
-        keep = group_topk(cat[0], cat[1] if key is None else cat[3], k, n)
-        self.col, self.value, self.loc, self.prio = (t[keep] for t in cat)
+    def __init__(self, n: int, k: int):
+        self.k = k
+        self.score = torch.full((n, k), float("-inf"))
+        self.value = torch.zeros(n, k)
+        self.loc = torch.zeros(n, k, dtype=torch.long)
+
+    def merge(self, col, score, value, loc) -> None:
+        """Fold in a batch's records (score >= 0): its own top-k per feature, then a top-k over 2k columns."""
+        idx, g, rank = group_rank(col, score, self.k, len(self.score))
+        new = TopTable(len(self.score), self.k)
+        new.score[g, rank], new.value[g, rank], new.loc[g, rank] = score[idx], value[idx], loc[idx]
+        both = torch.cat([self.score, new.score], 1)
+        self.score, pick = both.topk(self.k, dim=1)
+        self.value = torch.cat([self.value, new.value], 1).gather(1, pick)
+        self.loc = torch.cat([self.loc, new.loc], 1).gather(1, pick)
 
     def of(self, column: int) -> tuple[torch.Tensor, torch.Tensor]:
-        sel = self.col == column
-        return self.value[sel], self.loc[sel]
+        """(values, locations) of one feature's records, highest score first."""
+        full = self.score[column] > float("-inf")
+        return self.value[column][full], self.loc[column][full]
 
 
 class FeatureCollector:
     """Streaming per-feature statistics over [rows, n_features] activation blocks."""
 
     def __init__(self, n_features: int, k: int = 20, n_samples: int = 100, seed: int = 0):
-        self.n, self.k, self.n_samples = n_features, k, n_samples
-        self.top, self.sample = Entries(), Entries()
+        self.n = n_features
+        self.top, self.sample = TopTable(n_features, k), TopTable(n_features, n_samples)
         self.counts = torch.zeros(n_features, dtype=torch.long)
         self.hist = torch.zeros(n_features, len(HIST_EDGES) - 1, dtype=torch.long)
         self.n_tokens = 0
@@ -72,12 +80,8 @@ class FeatureCollector:
         self.counts += torch.bincount(col, minlength=self.n)
         bins = torch.bucketize(value.log10(), HIST_EDGES[1:-1])
         self.hist.view(-1).index_add_(0, col * self.hist.shape[1] + bins, torch.ones_like(bins))
-        prio = torch.rand(len(value), generator=self.gen)
-        # the batch's own top-k first: the merge then sorts O(n·k) records, not every firing
-        top = group_topk(col, value, self.k, self.n)
-        self.top.merge(col[top], value[top], loc[top], prio[top], None, self.k, self.n)
-        sample = group_topk(col, prio, self.n_samples, self.n)
-        self.sample.merge(col[sample], value[sample], loc[sample], prio[sample], prio, self.n_samples, self.n)
+        self.top.merge(col, value, value, loc)
+        self.sample.merge(col, torch.rand(len(value), generator=self.gen), value, loc)
 
     def density(self) -> torch.Tensor:
         return self.counts.double() / max(self.n_tokens, 1)
