@@ -8,6 +8,7 @@ bookkeeping / (forward + encode) is the cost of the dashboard over what any pass
 pays anyway (goal: <= 1). Batches come from the run's training data, loaded before timing.
 
     python benchmarks/feature_dashboard.py --run <SAE run dir> [--tokens 1000000] [--k 20] [--samples 100]
+                                           [--threads N] [--clock wall|cpu]
     python benchmarks/feature_dashboard.py --base <LM run dir> --hook blocks.2.hook_resid_post --d-sae 2048
         (a randomly initialised TopK SAE of that width, k=--topk, when no trained SAE is at hand)
 """
@@ -36,7 +37,7 @@ def random_topk_sae(d_in: int, d_sae: int, k: int, hook: str):
 
 
 def batches_of(run, n_tokens: int) -> list[dict]:
-    dm = build_datamodule(run.config["data"], seed=run.config["seed"])
+    dm = build_datamodule(run.config["data"], seed=run.config.get("seed", 0))
     dm.setup("fit")
     out, seen = [], 0
     while seen < n_tokens:
@@ -59,7 +60,10 @@ def main() -> None:
     p.add_argument("--k", type=int, default=20, help="top-k contexts kept per feature")
     p.add_argument("--samples", type=int, default=100, help="uniform sample of firings kept per feature")
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--clock", choices=["wall", "cpu"], default="wall",
+                   help="cpu: time.process_time, leaving out the waits for a core on a shared machine")
     args = p.parse_args()
+    clock = time.process_time if args.clock == "cpu" else time.perf_counter
     if args.threads:
         torch.set_num_threads(args.threads)
     run = load_run(args.run or args.base)
@@ -74,21 +78,21 @@ def main() -> None:
     with torch.no_grad():
         for batch in batches:
             tokens = model_inputs(batch)
-            t0 = time.perf_counter()
+            t0 = clock()
             feats = sae_activations(model, sae, tokens)
-            t1 = time.perf_counter()
+            t1 = clock()
             mask = padding_mask(batch)
             mask = torch.ones(tokens.shape, dtype=torch.bool) if mask is None else mask
             seq, pos = mask.nonzero(as_tuple=True)
             collector.add(feats[mask], (seq + len(corpus.sequences)) << POS_BITS | pos)
             corpus.sequences += [t[m] for t, m in zip(tokens, mask)]
-            t2 = time.perf_counter()
+            t2 = clock()
             t_fwd, t_book = t_fwd + t1 - t0, t_book + t2 - t1
     n = collector.n_tokens
     fired = collector.counts.sum().item() / n
     print(f"SAE {sae.cfg.metadata.hook_name} d_sae={sae.cfg.d_sae} ({'trained' if run.sae is not None else 'random TopK'}),"
           f" {n} tokens in {len(batches)} batches of {batches[0]['tokens'].shape}, {fired:.1f} firings/token, "
-          f"{torch.get_num_threads()} threads")
+          f"{torch.get_num_threads()} threads, {args.clock} clock")
     print(f"forward to the hook + SAE encode: {t_fwd:.2f} s ({n / t_fwd:,.0f} tokens/s)")
     print(f"dashboard bookkeeping (top-{args.k}, {args.samples} samples, counts, histogram, contexts): "
           f"{t_book:.2f} s ({n / t_book:,.0f} tokens/s)")

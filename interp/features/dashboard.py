@@ -44,7 +44,11 @@ class TopTable:
         self.loc = torch.zeros(n, k, dtype=torch.long)
 
     def merge(self, col, score, value, loc) -> None:
-        """Fold in a batch's records (score >= 0): its own top-k per feature, then a top-k over 2k columns."""
+        """Fold in a batch's records (score >= 0): its own top-k per feature, then a top-k over 2k columns.
+        Records below their feature's current k-th score cannot enter, so they are dropped before the sort
+        (once the tables fill, few records pass)."""
+        enter = score > self.score[col, -1]
+        col, score, value, loc = col[enter], score[enter], value[enter], loc[enter]
         idx, g, rank = group_rank(col, score, self.k, len(self.score))
         new = TopTable(len(self.score), self.k)
         new.score[g, rank], new.value[g, rank], new.loc[g, rank] = score[idx], value[idx], loc[idx]
