@@ -33,15 +33,14 @@ def chosen(collector, n: int, rank_by: str) -> list[int]:
 
 @torch.no_grad()
 def run(model, datamodule, out_dir, *, sae, features: list | None = None, n_features: int = 10,
-        rank_by: str = "max", k: int = 20, max_tokens: int = 100_000, ablation_batches: int = 2,
-        seed: int = 0) -> dict[str, float]:
+        rank_by: str = "max", k: int = 20, max_tokens: int = 100_000, ablation_batches: int = 2) -> dict[str, float]:
     require_lm(datamodule, "dashboard")
     if rank_by not in RANKINGS:
         raise ConfigError(f"rank_by={rank_by!r} is not a ranking. Fix: rank_by=max or rank_by=frequency.")
-    if features is not None:
-        features = [check_feature_index(sae, f) for f in (features if isinstance(features, list) else [features])]
-    collector, corpus = collect(model, sae, datamodule.val_dataloader(), features, k=k, max_tokens=max_tokens,
-                                seed=seed)
+    if features is not None:   # features=[] means the top n_features, like no features=
+        listed = features if isinstance(features, list) else [features]
+        features = list(dict.fromkeys(check_feature_index(sae, f) for f in listed)) or None
+    collector, corpus = collect(model, sae, datamodule.val_dataloader(), features, k=k, max_tokens=max_tokens)
     shown = features if features is not None else chosen(collector, n_features, rank_by)
     columns = list(range(len(shown))) if features is not None else shown
     pages = describe(model, sae, collector, corpus, shown, columns, datamodule.tokenizer)
