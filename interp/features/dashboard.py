@@ -180,7 +180,8 @@ def sequence_activations(model, sae, sequences: list[torch.Tensor], features: li
 
 
 def quantile_picks(values: torch.Tensor, locs: torch.Tensor, n_quantiles: int, per_quantile: int) -> list[dict]:
-    """Examples from each activation quantile of a uniform sample of firings, highest quantile first."""
+    """Examples from each activation quantile of a uniform sample of firings, highest first
+    ("80-100%": the top fifth of its firings by activation)."""
     order = values.argsort(descending=True)
     values, locs = values[order], locs[order]
     groups = []
@@ -189,7 +190,7 @@ def quantile_picks(values: torch.Tensor, locs: torch.Tensor, n_quantiles: int, p
         if hi <= lo:
             continue
         idx = torch.linspace(lo, hi - 1, min(per_quantile, hi - lo)).round().long().unique()
-        groups.append({"quantile": f"{100 * q // n_quantiles}-{100 * (q + 1) // n_quantiles}%",
+        groups.append({"quantile": f"{100 - 100 * (q + 1) // n_quantiles}-{100 - 100 * q // n_quantiles}%",
                        "range": [values[hi - 1].item(), values[lo].item()], "locs": locs[idx].tolist()})
     return groups
 

@@ -77,7 +77,7 @@ def feature_page(page: dict, title: str) -> str:
             f"{_logits(page['logits'])}")
     right = "<h3>Top activations</h3>" + "".join(_context(c, scale) for c in page["top"])
     for q in page["quantiles"]:
-        right += (f"<h3>Sampled firings, quantile {q['quantile']} ({q['range'][0]:.3g} to {q['range'][1]:.3g})</h3>"
+        right += (f"<h3>Firings at percentiles {q['quantile']} ({q['range'][0]:.3g} to {q['range'][1]:.3g})</h3>"
                   + "".join(_context(c, scale) for c in q["examples"]))
     body = (f"<h2>{escape(title)} · feature {page['feature']}</h2><p><a href=\"index.html\">all features</a></p>"
             f"<div class=\"cols\"><div class=\"left\">{left}</div><div class=\"right\">{right}</div></div>")
