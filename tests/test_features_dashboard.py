@@ -41,8 +41,8 @@ def one_thread():
 
 
 def tiny_model(**kw) -> HookedTransformer:
-    fields = dict(n_layers=2, d_model=D_MODEL, n_heads=4, d_head=8, d_mlp=64, n_ctx=N_CTX, d_vocab=VOCAB,
-                  normalization_type="LN", seed=0) | kw
+    fields = {"n_layers": 2, "d_model": D_MODEL, "n_heads": 4, "d_head": 8, "d_mlp": 64, "n_ctx": N_CTX,
+              "d_vocab": VOCAB, "normalization_type": "LN", "seed": 0} | kw
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         model = HookedTransformer(HookedTransformerConfig(**fields))
@@ -122,7 +122,7 @@ def test_streaming_top_k_equals_brute_force(model, sae, dm):
         assert torch.equal(some.top.of(col)[1], collector.top.of(f)[1])
     # contexts come from the sequences seen
     loc = int(collector.top.of(int(fired.argmax()))[1][0])
-    window, seq, start = corpus.context(loc, 3, 1)
+    window, seq, _ = corpus.context(loc, 3, 1)
     assert torch.equal(window, model_inputs(dm.val_ds[seq])[max(0, (loc & 0xFFFFF) - 3):(loc & 0xFFFFF) + 2])
 
 

@@ -4,14 +4,19 @@ import json
 
 import pytest
 import torch
-from test_features_dashboard import DATA, D_SAE, HOOK, tiny_model, tiny_sae
+from test_features_dashboard import D_SAE, DATA, HOOK, tiny_model, tiny_sae
 from tiny_gpt2 import D_MODEL as GPT2_D_MODEL
 from tiny_gpt2 import make_tiny_gpt2
 
 from interp.analyses.runner import run_analysis
 from interp.data import build_datamodule
 from interp.errors import ConfigError
-from interp.features.interventions import ablation_effect, attribute, steer_generate, steered_logits
+from interp.features.interventions import (
+    ablation_effect,
+    attribute,
+    steer_generate,
+    steered_logits,
+)
 from interp.models.gpt2 import load_gpt2
 from interp.subject import Subject
 

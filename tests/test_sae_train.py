@@ -184,8 +184,8 @@ def test_feature_dashboard_and_interventions_from_the_command_line(base_runs, ru
     d_sae = load_run(tmp_path / "sae").sae.cfg.d_sae
 
     def analyze(*args):
-        return subprocess.run([sys.executable, str(REPO / "analyze.py"), f"run={tmp_path / 'sae'}", *args], cwd=REPO,
-                              env=train_env, capture_output=True, text=True, timeout=300)
+        return subprocess.run([sys.executable, str(REPO / "analyze.py"), f"run={tmp_path / 'sae'}", *args], check=False,
+                              cwd=REPO, env=train_env, capture_output=True, text=True, timeout=300)
 
     proc = analyze("analysis=[dashboard,steer,attribute]", "n_features=3", "max_tokens=2000", "feature=1", "scale=4",
                    "prompt=def f(x):", "answer=return", "max_new_tokens=4")
