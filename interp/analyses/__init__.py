@@ -14,9 +14,9 @@ callback and by analyze.py alike. An analysis that does not fit a model raises
 from interp.analyses import (
     ablate,
     alignment,
-    attribute,
     attention_grid,
     attention_html,
+    attribute,
     bigram,
     category_loss,
     composition,
