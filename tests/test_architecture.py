@@ -18,7 +18,7 @@ LAYERS = [
     ["interp", "interp.errors", "interp.files", "interp.run_dir", "interp.subject", "interp.viz", "interp.hugepages",
      "interp.hub", "interp.provenance", "interp.objectives"],
     ["interp.models", "interp.data"],
-    ["interp.tasks", "interp.analyses", "interp.sae"],
+    ["interp.tasks", "interp.analyses", "interp.sae", "interp.features"],
     ["interp.callbacks", "interp.registry"],
     ["interp.runs"],
     ["interp.training", "interp.analyzing", "interp.resume", "interp.cli", "interp.sweep", "interp.reproduce"],

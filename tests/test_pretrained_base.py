@@ -61,6 +61,19 @@ def test_analyses_run_on_a_pretrained_model_with_its_own_or_a_pretrained_sae(sae
     assert proc.returncode == 0 and "blocks.0.hook_resid_post" in proc.stdout, proc.stderr[-2000:]
 
 
+
+def test_feature_dashboard_steering_and_attribution_on_gpt2_with_a_pretrained_sae(sae_run, gpt2_dir, train_env,
+                                                                                tmp_path):
+    proc = analyze(train_env, "model=gpt2", f"model.local_dir={gpt2_dir}", *DATA, "sae=pretrained",
+                   f"sae.path={sae_run / 'sae'}", "analysis=[dashboard,steer,attribute]", "features=[0,5]",
+                   "max_tokens=1000", "feature=5", "scale=8", "prompt=Hello world", "answer=!", "max_new_tokens=3",
+                   f"out_dir={tmp_path}")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    pages = json.loads((tmp_path / "figures/dashboard/dashboard.json").read_text())
+    assert [p["feature"] for p in pages] == [0, 5] and pages[0]["logits"] is not None   # LN folded into W_U
+    assert "without:" in proc.stdout and (tmp_path / "figures/steer/steer.md").exists()
+    assert json.loads((tmp_path / "figures/attribute/results.json").read_text())["decomposition_residual"] < 1e-3
+
 @pytest.mark.parametrize("args, message", [
     (["model=gpt2", "model.local_dir=/nonexistent/gpt2"], "local_dir"),
     (["model=transformer_1l", "data=code"], "Fix: run=<run dir of that model>"),

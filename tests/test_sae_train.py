@@ -176,3 +176,24 @@ def test_arithmetic_sae_trains_its_base_once_then_reports_feature_alignment(run_
         assert {k: row[k] for k in ("variable", "value")} == {k: before[k] for k in ("variable", "value")}
     second = run_train(*args, run_dir=tmp_path / "sae2")   # the base is reused, not trained again
     assert "training the base run first" not in second.stdout
+
+
+def test_feature_dashboard_and_interventions_from_the_command_line(base_runs, run_train, train_env, tmp_path):
+    run_train(*SAE_FAST, f"base_run={base_runs('transformer')}", "sae=topk", "sae.k=4",
+              f"sae.hook={BASES['transformer'][1]}", run_dir=tmp_path / "sae")
+    d_sae = load_run(tmp_path / "sae").sae.cfg.d_sae
+
+    def analyze(*args):
+        return subprocess.run([sys.executable, str(REPO / "analyze.py"), f"run={tmp_path / 'sae'}", *args], check=False,
+                              cwd=REPO, env=train_env, capture_output=True, text=True, timeout=300)
+
+    proc = analyze("analysis=[dashboard,steer,attribute]", "n_features=3", "max_tokens=2000", "feature=1", "scale=4",
+                   "prompt=def f(x):", "answer=return", "max_new_tokens=4")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    figures = tmp_path / "sae" / "figures"
+    pages = json.loads((figures / "dashboard" / "dashboard.json").read_text())
+    assert len(pages) == 3 and all((figures / "dashboard" / f"feature_{p['feature']}.html").exists() for p in pages)
+    assert "with:" in proc.stdout and (figures / "steer" / "steer.md").exists()
+    assert json.loads((figures / "attribute" / "results.json").read_text())["decomposition_residual"] < 1e-3
+    proc = analyze("analysis=steer", f"feature={d_sae}")
+    assert proc.returncode == 2 and f"d_sae={d_sae}" in proc.stderr and "Fix:" in proc.stderr

@@ -12,12 +12,15 @@ callback and by analyze.py alike. An analysis that does not fit a model raises
 """
 
 from interp.analyses import (
+    ablate,
     alignment,
     attention_grid,
     attention_html,
+    attribute,
     bigram,
     category_loss,
     composition,
+    dashboard,
     hidden_pca,
     induction,
     kgram_attribution,
@@ -26,9 +29,11 @@ from interp.analyses import (
     neurons,
     ngram,
     patching,
+    steer,
     topk_next,
 )
 
-_MODULES = (alignment, attention_grid, attention_html, bigram, category_loss, composition, hidden_pca, induction,
-            kgram_attribution, logit_attribution, lstm_hidden, neurons, ngram, patching, topk_next)
+_MODULES = (ablate, alignment, attention_grid, attention_html, attribute, bigram, category_loss, composition, dashboard,
+            hidden_pca, induction, kgram_attribution, logit_attribution, lstm_hidden, neurons, ngram, patching, steer,
+            topk_next)
 ANALYSES = {m.__name__.rsplit(".", 1)[1]: m.run for m in _MODULES}
