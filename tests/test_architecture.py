@@ -18,14 +18,15 @@ LAYERS = [
     ["interp", "interp.errors", "interp.files", "interp.run_dir", "interp.subject", "interp.viz", "interp.hugepages",
      "interp.hub"],
     ["interp.models", "interp.data"],
-    ["interp.tasks", "interp.analyses", "interp.sae"],
+    ["interp.tasks", "interp.analyses", "interp.sae", "interp.features"],
     ["interp.callbacks", "interp.registry"],
     ["interp.runs"],
     ["interp.training", "interp.analyzing", "interp.resume", "interp.cli"],
 ]
 # Within a layer, packages that must not import each other at all.
 NEVER = {("interp.runs", "interp.sae"), ("interp.sae", "interp.runs"), ("interp.sae", "interp.analyses"),
-         ("interp.sae", "interp.callbacks"), ("interp.tasks", "interp.sae")}
+         ("interp.sae", "interp.callbacks"), ("interp.tasks", "interp.sae"), ("interp.sae", "interp.features"),
+         ("interp.features", "interp.analyses"), ("interp.tasks", "interp.features")}
 
 
 def layer_of(module: str) -> int:

@@ -18,7 +18,10 @@ from interp.analyses import (
     bigram,
     category_loss,
     composition,
+    feature_layers,
+    features,
     hidden_pca,
+    highlight,
     induction,
     kgram_attribution,
     logit_attribution,
@@ -29,6 +32,6 @@ from interp.analyses import (
     topk_next,
 )
 
-_MODULES = (alignment, attention_grid, attention_html, bigram, category_loss, composition, hidden_pca, induction,
-            kgram_attribution, logit_attribution, lstm_hidden, neurons, ngram, patching, topk_next)
+_MODULES = (alignment, attention_grid, attention_html, bigram, category_loss, composition, feature_layers, features,
+            hidden_pca, highlight, induction, kgram_attribution, logit_attribution, lstm_hidden, neurons, ngram, patching, topk_next)
 ANALYSES = {m.__name__.rsplit(".", 1)[1]: m.run for m in _MODULES}

@@ -1,0 +1,16 @@
+"""Feature indices typed by users, checked against the SAE's width."""
+
+from __future__ import annotations
+
+from interp.errors import ConfigError
+
+
+def check_feature_index(sae, index) -> int:
+    """`index` as an int in 0..d_sae-1, or a ConfigError naming the SAE's width."""
+    width = int(sae.cfg.d_sae)
+    if isinstance(index, bool) or not isinstance(index, int) and not (isinstance(index, str) and index.isdigit()):
+        raise ConfigError(f"feature {index!r} is not a feature index. Fix: feature=<an integer in 0..{width - 1}>.")
+    if not 0 <= int(index) < width:
+        raise ConfigError(f"feature {index} is out of range: this SAE has {width} features (0..{width - 1}). "
+                          f"Fix: feature=<an integer in 0..{width - 1}>.")
+    return int(index)
