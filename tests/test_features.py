@@ -16,7 +16,7 @@ from interp.data.tokenizer import Tokenizer
 from interp.errors import ConfigError, DataError
 from interp.features import layers
 from interp.features.extract import extract, summarize
-from interp.features.highlight import highlight_page, neuronpedia_url
+from interp.features.highlight import highlight_page, neuronpedia_url, readable_tokens
 from interp.features.indices import check_feature_index
 from interp.features.probes import CATEGORIES, builtin_probes, read_probe_file
 from interp.features.rankings import coactivation, consistency, feature_stats, rankings, specialists, strong
@@ -237,3 +237,9 @@ def test_study_and_layer_comparison(model, sae, tokenizer, tmp_path):
     assert "Plotly.newPlot" in page and len(page) > 1_000_000      # plotly.js inline, not from a CDN
     assert layers.layer_of("blocks.3.hook_resid_pre") < layers.layer_of("blocks.3.hook_resid_post") < \
         layers.layer_of("blocks.4.hook_resid_pre")
+
+
+def test_tokens_cut_inside_a_character_are_merged_for_display():
+    laugh = "😂".encode()                                   # 4 bytes, split over two byte-level tokens here
+    pieces, values = readable_tokens([b"lol ", laugh[:2], laugh[2:], b"!", b"\xff"], [1.0, 5.0, 2.0, 0.5, 0.0])
+    assert pieces == ["lol ", "😂", "!", "\ufffd"] and values == [1.0, 5.0, 0.5, 0.0]

@@ -24,6 +24,30 @@ def neuronpedia_url(sae, feature: int) -> str | None:
     return f"https://www.neuronpedia.org/{np_id}/{feature}" if np_id else None
 
 
+def readable_tokens(token_bytes: list[bytes], values: list[float]) -> tuple[list[str], list[float]]:
+    """Token strings for display: a token that ends inside a UTF-8 character (byte-level BPE splits
+    emoji and CJK characters) is merged into the next, keeping the larger value, so each shown piece
+    is whole characters instead of U+FFFD."""
+    pieces, shown, pending, value = [], [], b"", float("-inf")
+    for b, v in zip(token_bytes, values):
+        pending, value = pending + b, max(value, v)
+        try:
+            text, pending = pending.decode("utf-8"), b""
+        except UnicodeDecodeError as e:
+            if e.reason != "unexpected end of data":   # invalid bytes, not a cut character: show them replaced
+                text, pending = pending.decode("utf-8", errors="replace"), b""
+            else:
+                text, pending = pending[:e.start].decode("utf-8"), pending[e.start:]
+        if text:
+            pieces.append(text)
+            shown.append(value)
+            value = float("-inf")
+    if pending:
+        pieces.append(pending.decode("utf-8", errors="replace"))
+        shown.append(value)
+    return pieces, shown
+
+
 def _token(text: str, value: float, scale: float, rgb: str) -> str:
     alpha = min(max(value, 0.0) / scale, 1.0) if scale > 0 else 0.0
     return (f'<span class="t" style="background:rgba({rgb},{alpha:.3f})" title="{value:.4g}">'

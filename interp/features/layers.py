@@ -8,6 +8,7 @@ category x SAE table, and S1's always / sometimes / never summary.
 
 from __future__ import annotations
 
+import html
 import re
 from pathlib import Path
 
@@ -139,7 +140,7 @@ def html_page(s: dict) -> str:
                                    yaxis_range=[0, s["n_categories"] + 0.5]))
     body = "\n".join(f.to_html(full_html=False, include_plotlyjs=(i == 0)) for i, f in enumerate(figs))
     return (f"<!doctype html><html><head><meta charset=\"utf-8\"><title>feature_layers</title></head><body>"
-            f"<pre>{table(s)}</pre>\n{body}</body></html>\n")
+            f"<pre>{html.escape(table(s))}</pre>\n{body}</body></html>\n")
 
 
 def write(s: dict, out_dir: str | Path) -> list[Path]:
