@@ -12,7 +12,7 @@ from pathlib import Path
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from interp.errors import ConfigError
-from interp.sae import GROUP as SAE_GROUP   # the package init only: no torch at start-up
+from interp.sae import GROUP as SAE_GROUP  # the package init only: no torch at start-up
 
 # Keys of conf/analyze.yaml that are not analysis options.
 ENTRY_KEYS = ("run", "analysis", "which", "device", "hydra", "prompt_file", "paths", "model", "data", SAE_GROUP,

@@ -63,10 +63,10 @@ def highlight_page(feature: int, texts: list[dict], *, title: str, target: str |
     """texts: [{"category", "tokens": [str], "values": [float]}] in display order (grouped by category).
     Shading is relative to the largest value on the page."""
     scale = max((max(t["values"], default=0.0) for t in texts), default=0.0)
-    parts = [f"<!doctype html><html><head><meta charset=\"utf-8\"><title>feature {feature}</title>"
-             f"<style>{_STYLE}</style></head><body>",
-             f"<h1>Feature {feature}</h1><p>{html.escape(title)}. Largest activation on the page: {scale:.4g}. "
-             "Hover a token for its activation; each text starts with its peak.</p>"]
+    head = f"<!doctype html><html><head><meta charset=\"utf-8\"><title>feature {feature}</title><style>{_STYLE}</style>"
+    intro = (f"<h1>Feature {feature}</h1><p>{html.escape(title)}. Largest activation on the page: {scale:.4g}. "
+             "Hover a token for its activation; each text starts with its peak.</p>")
+    parts = [head + "</head><body>", intro]
     if link:
         parts.append(f'<p><a href="{html.escape(link)}">This feature on Neuronpedia</a></p>')
     category = None

@@ -18,7 +18,7 @@ def study(model, sae, tokenizer, probes: Probes, *, k: int = 10, min_score: int 
     top = [r["feature"] for r in ranks["composite"]]
     spec = specialists(acts.mean, probes.categories, names, min_score)
     in_cat = {c: torch.tensor([x == c for x in probes.categories]) for c in names}
-    for c, s in spec.items():   # how the specialist's mean activation splits over the categories
+    for s in spec.values():   # how the specialist's mean activation splits over the categories
         s["category_means"] = {d: float(acts.mean[in_cat[d], s["feature"]].mean()) for d in names}
     return {"hook": hook_of(sae), "d_sae": int(sae.cfg.d_sae), "probes": probes.source, "n_texts": len(probes),
             "texts_per_category": {c: int(in_cat[c].sum()) for c in names}, "min_score": min_score,
