@@ -6,12 +6,13 @@ the training callback calls, so `figures/<analysis>/` holds the same files eithe
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from interp.errors import ConfigError
-from interp.sae import GROUP as SAE_GROUP   # the package init only: no torch at start-up
+from interp.sae import GROUP as SAE_GROUP  # the package init only: no torch at start-up
 
 # Keys of conf/analyze.yaml that are not analysis options.
 ENTRY_KEYS = ("run", "analysis", "which", "device", "hydra", "prompt_file", "paths", "model", "data", SAE_GROUP,
@@ -19,6 +20,7 @@ ENTRY_KEYS = ("run", "analysis", "which", "device", "hydra", "prompt_file", "pat
 # Free-text options: always strings, `\n` typed on the command line becomes a newline.
 TEXT_OPTIONS = ("prompt", "answer", "wrong", "clean", "corrupted")
 HOOKS = "hooks"   # not an analysis: lists the model's hook names and shapes
+COMPARE = "feature_layers"   # compares several SAEs: a sweep directory, a list of runs, or pretrained ids
 
 
 def entry_keys(entry_config: Path) -> set[str]:
@@ -74,15 +76,15 @@ def subject_of(run):
     return Subject(run.model, dm, run.sae)
 
 
-def pretrained_sae(cfg: DictConfig, model):
-    """`sae=pretrained` (a SAELens SAE by release + id or path), checked against `model`."""
+def pretrained_sae(cfg: DictConfig, model, **override):
+    """`sae=pretrained` (a SAELens SAE by release + id or path, `override` replacing some), checked against `model`."""
     from interp.sae.pretrained import from_config
 
     if cfg.sae.get("architecture") != "pretrained":
         raise ConfigError(f"analyze.py loads SAEs, it does not train them: sae={cfg.sae.architecture} is a "
                           "training spec. Fix: sae=pretrained with sae.release=<release> sae.id=<id> or "
                           "sae.path=<folder>, or run=<an SAE run>.")
-    sae, _ = from_config(OmegaConf.to_container(cfg.sae, resolve=True), model=model, device=cfg.device)
+    sae, _ = from_config(OmegaConf.to_container(cfg.sae, resolve=True) | override, model=model, device=cfg.device)
     return sae
 
 
@@ -109,10 +111,57 @@ def pretrained_target(cfg: DictConfig):
     return run, root
 
 
+def sae_run_dirs(path: str) -> list[Path]:
+    """`path` itself if it is a run, else every SAE run under it (a sweep directory)."""
+    from interp.run_dir import CONFIG_FILE
+
+    root = Path(path)
+    if (root / CONFIG_FILE).is_file() or not root.is_dir():
+        return [root]   # load_run reports what is wrong with it
+    runs = sorted({c.parent.parent for c in root.rglob("sae/cfg.json") if (c.parent.parent / CONFIG_FILE).is_file()})
+    if not runs:
+        raise ConfigError(f"{path} holds no SAE runs (no <job>/sae/cfg.json with a config.yaml beside it). Fix: "
+                          "run=<a sweep of SAE runs, e.g. multirun/<date>/<time>_lm_mix_saes>, run=[<SAE run>,...], "
+                          "or train them: python train.py -m experiment=lm_mix_saes.")
+    return runs
+
+
+def compared_saes(cfg: DictConfig) -> tuple[list, Path]:
+    """(Subjects, one per SAE, figures root) for feature_layers."""
+    from dataclasses import replace
+
+    from interp.runs import load_run
+
+    if cfg.get("run"):
+        if cfg.get(SAE_GROUP) is not None:
+            raise ConfigError("feature_layers takes SAEs from run= or from sae=pretrained, not both. Fix: drop one.")
+        given = [str(r) for r in cfg.run] if isinstance(cfg.run, ListConfig) else [str(cfg.run)]
+        runs = [load_run(d, which=cfg.which, device=cfg.device) for g in given for d in sae_run_dirs(g)]
+        for run in runs:
+            if run.sae is None:
+                raise ConfigError(f"{run.run_dir} is not an SAE run (task={run.config['task']['name']}). Fix: pass "
+                                  "SAE runs (task=sae), or add sae=pretrained to compare pretrained SAEs.")
+        common = Path(os.path.commonpath([str(Path(g).resolve()) for g in given]))
+        root = Path(cfg.out_dir) if cfg.get("out_dir") else Path(given[0]) if len(given) == 1 else common
+    else:
+        base, root = pretrained_target(cfg)
+        if cfg.get(SAE_GROUP) is None:
+            raise ConfigError("feature_layers compares SAEs. Fix: run=<sweep dir or [runs]>, or sae=pretrained "
+                              "sae.release=<release> sae.id=[<id>,<id>,...].")
+        key = "path" if cfg.sae.get("path") is not None else "id"
+        values = list(cfg.sae[key]) if isinstance(cfg.sae[key], ListConfig) else [cfg.sae[key]]
+        runs = [replace(base, sae=pretrained_sae(cfg, base.model, **{key: value})) for value in values]
+        if not cfg.get("out_dir") and len(values) > 1:   # pretrained_target named the folder after the list
+            root = Path("outputs") / "pretrained" / cfg.model.get("name", cfg.model.arch) / str(
+                cfg.sae.get("release") or "saes").replace("/", "__")
+    return [subject_of(run) for run in runs], root
+
+
 def analyze(cfg: DictConfig) -> dict[str, dict]:
     """Run the analyses `cfg.analysis` names on the run `cfg.run` (or on a pretrained `cfg.model`);
     return {analysis: metrics}."""
     from interp.analyses.runner import check_name, run_analysis, split_options
+    from interp.features.layers import table as table_text
     from interp.run_dir import FIGURES_DIR
     from interp.runs import load_run
 
@@ -120,6 +169,18 @@ def analyze(cfg: DictConfig) -> dict[str, dict]:
     for name in names:
         check_name(name, extra=(HOOKS,))
     options = split_options([n for n in names if n != HOOKS], analysis_options(cfg))   # before any loading
+    if COMPARE in names:
+        if len(names) > 1:
+            raise ConfigError(f"{COMPARE} compares several SAEs and runs alone. Fix: analysis={COMPARE}, then the "
+                              f"others in a second command.")
+        from interp.analyses.feature_layers import compare
+
+        subjects, root = compared_saes(cfg)
+        out_dir = root / FIGURES_DIR / COMPARE
+        summary = compare(subjects, out_dir, **options[COMPARE])
+        print(f"{COMPARE}: {out_dir}")
+        print(table_text(summary))
+        return {COMPARE: summary}
     if cfg.get("run"):
         if cfg.get("model") is not None:
             raise ConfigError("both run= and model= are given. Fix: pass one: a run directory, or a pretrained model.")

@@ -53,3 +53,16 @@ FAST_BY_DATA = {
 # Small SAE runs (with task=sae and a base): a few steps on a small harvest.
 SAE_FAST_COMMON = ["task=sae", "debug=fast", "sae.harvest_tokens=2048", "sae.batch_size=128", "sae.buffer_tokens=512",
                    "sae.eval_batches=2", "sae.expansion=2", "logger=csv"]
+
+
+@pytest.fixture(scope="session")
+def tiny_sae_sweep(run_train, tmp_path_factory):
+    """A tiny base run (1-layer transformer on code) and a 2-job sweep of TopK SAEs on it (resid_pre and
+    resid_post of block 0), each ending with the `features` study (a callback): {"base", "sweep", "jobs"}."""
+    root = tmp_path_factory.mktemp("sae_sweep")
+    run_train("model=transformer_1l", "data=code", *FAST, "logger=none", run_dir=root / "base")
+    callback = "+callbacks.features={_target_:interp.callbacks.AnalysisCallback,analysis:features,k:5}"
+    run_train(*SAE_FAST_COMMON, f"base_run={root / 'base'}", "sae=topk", "sae.k=4",
+              "sae.hook=blocks.0.hook_resid_pre,blocks.0.hook_resid_post", f"sae.cache.root={root / 'cache'}",
+              callback, run_dir=root / "sweep", multirun=True)
+    return {"base": root / "base", "sweep": root / "sweep", "jobs": [root / "sweep" / str(i) for i in range(2)]}

@@ -25,7 +25,8 @@ LAYERS = [
 ]
 # Within a layer, packages that must not import each other at all.
 NEVER = {("interp.runs", "interp.sae"), ("interp.sae", "interp.runs"), ("interp.sae", "interp.analyses"),
-         ("interp.sae", "interp.callbacks"), ("interp.tasks", "interp.sae")}
+         ("interp.sae", "interp.callbacks"), ("interp.tasks", "interp.sae"), ("interp.sae", "interp.features"),
+         ("interp.features", "interp.analyses"), ("interp.tasks", "interp.features")}
 
 
 def layer_of(module: str) -> int:

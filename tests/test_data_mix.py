@@ -194,3 +194,13 @@ def test_lm_mix_preset_end_to_end(run_train, tmp_path):
         for k in ("model_ce", "unigram_ce", "bigram_ce", "tokens"):
             assert f"analysis/category_loss/{c}/{k}" in metrics
     assert (tmp_path / "figures/category_loss/category_loss.png").stat().st_size > 10_000
+
+
+def test_heldout_documents_as_a_probe_set(dm):
+    from interp.features.probes import heldout_probes
+
+    probes = heldout_probes(dm, per_category=3, max_chars=200)
+    held = [t.strip() for _, t in dm.heldout_documents()]
+    assert set(probes.categories) <= set(dm.categories) and len(set(probes.categories)) >= 4
+    assert all(probes.categories.count(c) <= 3 for c in dm.categories)
+    assert all(0 < len(t) <= 200 and any(h.startswith(t) for h in held) for t in probes.texts)

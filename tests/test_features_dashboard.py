@@ -174,9 +174,9 @@ def test_dashboard_analysis_writes_offline_pages_and_numbers(model, sae, dm, tmp
 
 
 def test_a_feature_index_out_of_range_names_the_width(model, sae, dm, tmp_path):
-    for bad in (D_SAE, -1, "3"):
-        with pytest.raises(ConfigError, match=rf"d_sae={D_SAE}.*Fix:"):
+    for bad in (D_SAE, -1, "x"):
+        with pytest.raises(ConfigError, match=rf"this SAE has {D_SAE} features.*Fix:"):
             check_feature_index(sae, bad)
-    with pytest.raises(ConfigError, match=rf"feature 99 .*d_sae={D_SAE}"):
+    with pytest.raises(ConfigError, match=rf"feature 99 .*has {D_SAE} features"):
         run_analysis("dashboard", Subject(model, dm, sae), tmp_path / "d", {"features": [3, 99]})
     assert not (tmp_path / "d").exists()   # nothing half-written

@@ -115,7 +115,7 @@ def test_analyses_write_texts_and_numbers(ours, dm, tmp_path):
 def test_bad_input(ours, dm, tmp_path):
     model, sae = ours
     for name, options in (("steer", {"feature": D_SAE}), ("ablate", {"feature": 10 ** 6})):
-        with pytest.raises(ConfigError, match=rf"d_sae={D_SAE}"):
+        with pytest.raises(ConfigError, match=rf"has {D_SAE} features"):
             run_analysis(name, Subject(model, dm, sae), tmp_path / name, options)
     with pytest.raises(ConfigError, match="needs a feature"):
         run_analysis("steer", Subject(model, dm, sae), tmp_path / "s", {})

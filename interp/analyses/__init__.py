@@ -21,7 +21,10 @@ from interp.analyses import (
     category_loss,
     composition,
     dashboard,
+    feature_layers,
+    features,
     hidden_pca,
+    highlight,
     induction,
     kgram_attribution,
     logit_attribution,
@@ -34,6 +37,6 @@ from interp.analyses import (
 )
 
 _MODULES = (ablate, alignment, attention_grid, attention_html, attribute, bigram, category_loss, composition, dashboard,
-            hidden_pca, induction, kgram_attribution, logit_attribution, lstm_hidden, neurons, ngram, patching, steer,
-            topk_next)
+            feature_layers, features, hidden_pca, highlight, induction, kgram_attribution, logit_attribution,
+            lstm_hidden, neurons, ngram, patching, steer, topk_next)
 ANALYSES = {m.__name__.rsplit(".", 1)[1]: m.run for m in _MODULES}
