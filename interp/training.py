@@ -101,6 +101,8 @@ def train(cfg: DictConfig) -> dict:
     metrics["trainer/global_step"] = trainer.global_step
     for lg in loggers:
         lg.log_metrics({f"final/{k}": v for k, v in metrics.items()}, step=trainer.global_step)
+        if type(lg).__name__ == "TensorBoardLogger":   # its HParams view compares runs by these
+            lg.log_hyperparams(task.config, metrics={f"final/{k}": v for k, v in metrics.items()})
     if trainer.is_global_zero:
         write_metrics(run_dir, metrics)
         print_summary(run_dir, metrics)

@@ -55,3 +55,21 @@ def history_keys(wandb_file: str | Path) -> set[str]:
         if record.WhichOneof("record_type") == "history":
             keys.update(item.key or "/".join(item.nested_key) for item in record.history.item)
     return keys
+
+
+def history(wandb_file: str | Path) -> list[dict]:
+    """The run's history rows (one per wandb.log call), numbers only: {key: value, ...} with `_step`,
+    `trainer/global_step` (Lightning's) and the logged metrics. Images, tables and histograms are left out."""
+    import json
+
+    rows = []
+    for record in read_records(wandb_file):
+        if record.WhichOneof("record_type") != "history":
+            continue
+        row = {}
+        for item in record.history.item:
+            value = json.loads(item.value_json)
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                row[item.key or "/".join(item.nested_key)] = value
+        rows.append(row)
+    return rows
