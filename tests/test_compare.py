@@ -34,14 +34,18 @@ def rows(path):
 
 def analyze_compare(*args, env):
     return subprocess.run([sys.executable, str(REPO / "analyze.py"), "compare", *map(str, args)], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True, timeout=300, check=False)
 
 
 @pytest.mark.slow
 def test_a_2x2_grid_is_one_wandb_group_and_a_4_row_comparison(grid, train_env):
     infos = [run_info(offline_runs(grid / str(job))[0]) for job in range(4)]
     assert {i["group"] for i in infos} == {grid.name} and len({i["id"] for i in infos}) == 4
-    assert all(list((grid / str(job) / "tensorboard").glob("events.out.tfevents.*")) for job in range(4))
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(grid / "3" / "tensorboard")).Reload()   # HParams view: config + final metrics
+    assert {"train/loss", "final/val/loss"} <= set(events.Tags()["scalars"])
+    assert "_hparams_/session_start_info" in events.PluginTagToContent("hparams")
 
     proc = analyze_compare(grid, env=train_env)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -65,7 +69,9 @@ def test_a_2x2_grid_is_one_wandb_group_and_a_4_row_comparison(grid, train_env):
     assert len(summary) == 1
     info = run_info(summary[0])
     assert info["group"] == grid.name and info["job_type"] == "compare"
-    assert {"lm/table", "lm/curves", "lm/table_html"} <= history_keys(summary[0])
+    assert {"lm/table/_type", "lm/curves/_type", "lm/table_html/_type"} <= history_keys(summary[0])
+    logged = json.loads(next(summary[0].parent.glob("files/media/table/lm/table_*.table.json")).read_text())
+    assert len(logged["data"]) == 4 and logged["columns"] == list(table[0])
 
 
 @pytest.mark.slow
@@ -104,7 +110,7 @@ def test_failed_and_incomplete_jobs_are_rows_with_their_reason(grid, tmp_path):
 @pytest.fixture(scope="module")
 def sae_sweep(grid, run_train):
     sweep = grid.parent / "sae_sweep"
-    run_train(*SAE_FAST_COMMON, f"base_run={grid / '1'}", "sae=topk", "sae.hook=blocks.0.hook_resid_post",
+    run_train(*SAE_FAST_COMMON, f"base_run={grid / '3'}", "sae=topk", "sae.hook=blocks.0.hook_resid_post",
               "sae.k=2,8", run_dir=sweep, multirun=True)
     return sweep
 
@@ -113,14 +119,16 @@ def sae_sweep(grid, run_train):
 def test_mixed_tasks_are_compared_separately_with_pareto_plots(grid, sae_sweep, tmp_path, capsys):
     main([*(str(grid / j) for j in "01"), str(sae_sweep), f"out={tmp_path}", "wandb=false"])
     printed = capsys.readouterr().out
-    assert "Left out (other tasks, compared separately): 2 run(s) of task=sae (0, 1)" in (tmp_path / "lm" / "table.md").read_text()
-    assert "2 run(s) of task=lm" in printed
+    assert (f"Left out, another task: 2 run(s) of task=sae (sae_sweep/0, sae_sweep/1): compared in {tmp_path / 'sae'}."
+            in (tmp_path / "lm" / "table.md").read_text())
+    assert f"2 run(s) of task=lm (grid/0, grid/1): compared in {tmp_path / 'lm'}" in printed
     sae_table = rows(tmp_path / "sae" / "table.csv")
     assert [r["sae.k"] for r in sae_table] == ["2", "8"] and all(float(r["val/l0"]) > 0 for r in sae_table)
     assert len(rows(tmp_path / "lm" / "table.csv")) == 2
     for name in ("explained_variance", "ce_loss_score"):
         assert (tmp_path / "sae" / f"pareto_l0_{name}.png").stat().st_size > 10_000
     assert (tmp_path / "sae" / "curves.png").is_file()   # read from the CSV log (logger=csv)
+    assert (tmp_path / "sae" / "final.png").is_file()    # final metrics against sae.k
 
 
 @pytest.mark.slow

@@ -81,3 +81,41 @@ def pareto_plots(runs_metrics: list[dict], labels: list[str], out_dir: Path, tit
             paths[f"pareto_{name}"] = plot_pareto([(x, y) for x, y, _ in keep], [lab for *_, lab in keep], key,
                                                   out_dir / f"pareto_l0_{name}.png", title)
     return paths
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def plot_against_param(runs, params: list[str], metrics: list[str], labels: dict, path: Path, title: str) -> Path | None:
+    """Final metrics against the first numeric parameter that differs (model.n_layers, sae.k, optim.lr):
+    a sweep's result as a curve, one line per value of the other differing overrides."""
+    from interp.viz import plt, save_figure
+
+    x_key = next((k for k in params if all(_number(r.params.get(k)) for r in runs)
+                  and len({r.params[k] for r in runs}) > 1), None)
+    shown = [m for m in metrics if len({r.metrics.get(m) for r in runs}) > 1][:MAX_PANELS // 2]
+    if x_key is None or not shown:
+        return None
+    series: dict[str, list] = {}
+    for run in runs:   # the label without the x parameter names the line
+        rest = " ".join(p for p in labels[run.name].split() if not p.startswith(f"{x_key}=")) or "runs"
+        series.setdefault(rest, []).append(run)
+    cols = min(3, len(shown))
+    fig, axes = plt.subplots(math.ceil(len(shown) / cols), cols, figsize=(4.2 * cols, 3.2 * math.ceil(len(shown) / cols)),
+                             squeeze=False)
+    for ax, metric in zip(axes.flat, shown):
+        for name, group in series.items():
+            points = sorted((r.params[x_key], r.metrics[metric]) for r in group if metric in r.metrics)
+            if points:
+                ax.plot(*zip(*points), marker="o", label=name)
+        ax.set(title=metric, xlabel=x_key)
+        if all(r.params[x_key] > 0 for r in runs) and max(r.params[x_key] for r in runs) / min(
+                r.params[x_key] for r in runs) >= 16:
+            ax.set_xscale("log", base=2)
+    for ax in list(axes.flat)[len(shown):]:
+        ax.axis("off")
+    if len(series) > 1:
+        axes.flat[0].legend(fontsize=7)
+    fig.suptitle(title)
+    return save_figure(fig, path)

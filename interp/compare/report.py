@@ -2,7 +2,8 @@
 
 Per task (runs of different tasks are compared separately): table.csv / table.md / table.html
 (parameters that differ against final metrics), curves.png (training curves from the runs' own
-logs), and for SAE runs pareto_l0_explained_variance.png and pareto_l0_ce_loss_score.png.
+logs), final.png (final metrics against the first numeric parameter that differs), and for SAE runs
+pareto_l0_explained_variance.png and pareto_l0_ce_loss_score.png.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from interp.compare.figures import pareto_plots, plot_curves
+from interp.compare.figures import pareto_plots, plot_against_param, plot_curves
 from interp.compare.runs import DONE, by_task, differing, find_runs, label, read_run
 from interp.compare.table import DEFAULT_METRICS, Table, metric_columns
 from interp.errors import ConfigError
@@ -36,6 +37,12 @@ def _unique_names(runs) -> None:
             r.name = f"{r.path.parent.name}/{r.path.name}"
 
 
+def _unique(labels: dict[str, str]) -> dict[str, str]:
+    """Plot labels, one per run: runs that differ only in what labels leave out get their name added."""
+    seen = Counter(labels.values())
+    return {name: text if seen[text] == 1 else f"{text} [{name}]" for name, text in labels.items()}
+
+
 def _counts(runs) -> str:
     return ", ".join(f"{n} {status}" for status, n in Counter(r.status for r in runs).items())
 
@@ -55,19 +62,27 @@ def compare(paths: list[str | Path], out: str | Path | None = None, metrics=DEFA
         raise ConfigError(f"nothing to compare: no two runs share a task ({found}). "
                           "Fix: pass at least two runs of the same task (a sweep directory holds them).")
     out = Path(out) if out else default_out(paths)
+    dirs = {task: out / task if len(comparable) > 1 else out for task in comparable}
     report = {}
     for task, group in comparable.items():
-        others = [f"{len(g)} run(s) of task={t} ({', '.join(r.name for r in g)})" for t, g in groups.items() if t != task]
-        left_out = f"Left out (other tasks, compared separately): {'; '.join(others)}." if others else ""
-        task_dir = out / task if len(comparable) > 1 else out
+        left_out = "; ".join(
+            f"{len(g)} run(s) of task={t} ({', '.join(r.name for r in g)}): "
+            + (f"compared in {dirs[t]}" if t in dirs else "alone, nothing to compare with")
+            for t, g in groups.items() if t != task)
+        left_out = f"Left out, another task: {left_out}." if left_out else ""
+        task_dir = dirs[task]
         keys = differing(group)
-        table = Table(group, keys, metric_columns(group, metrics))
+        metric_cols = metric_columns(group, metrics)
+        table = Table(group, keys, metric_cols)
         files = table.write(task_dir, f"{_title(out)}: task={task}", left_out)
-        labels = {r.name: label(r, keys) for r in group}
+        labels = _unique({r.name: label(r, keys) for r in group})
         run_curves = {labels[r.name]: curves(r.path) for r in group}
         if path := plot_curves(run_curves, task_dir / "curves.png", f"task={task}: training curves"):
             files["curves"] = path
         done = [r for r in group if r.status == DONE]
+        if path := plot_against_param(done, keys, metric_cols, labels, task_dir / "final.png",
+                                      f"task={task}: final metrics"):
+            files["final"] = path
         files.update(pareto_plots([r.metrics for r in done], [labels[r.name] for r in done], task_dir,
                                   f"task={task}: sparsity against reconstruction"))
         report[task] = {"table": table, "files": files, "left_out": left_out, "counts": _counts(group)}

@@ -53,7 +53,7 @@ def find_runs(paths: list[str | Path]) -> list[Path]:
     found = []
     for path in map(Path, paths):
         if not path.is_dir():
-            raise ConfigError(f"{str(path)!r} does not exist. {_FIX}")
+            raise ConfigError(f"{str(path)!r} {'is not a directory' if path.exists() else 'does not exist'}. {_FIX}")
         if is_run_dir(path):
             found.append(path)
             continue

@@ -45,9 +45,8 @@ class Table:
         return out.getvalue()
 
     def markdown(self, note: str = "") -> str:
-        cell = lambda v: _fmt(v).replace("|", "\\|")  # noqa: E731
-        lines = [f"| {' | '.join(map(cell, self.columns))} |", f"|{'---|' * len(self.columns)}"]
-        lines += [f"| {' | '.join(map(cell, row))} |" for row in self.rows]
+        lines = [f"| {' | '.join(map(_md_cell, self.columns))} |", f"|{'---|' * len(self.columns)}"]
+        lines += [f"| {' | '.join(map(_md_cell, row))} |" for row in self.rows]
         return (f"{note}\n\n" if note else "") + "\n".join(lines) + "\n"
 
     def html(self, title: str, note: str = "") -> str:
@@ -68,6 +67,10 @@ def _fmt(value) -> str:
     if value is None:
         return ""
     return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def _md_cell(value) -> str:
+    return _fmt(value).replace("|", "\\|")
 
 
 def _td(value) -> str:

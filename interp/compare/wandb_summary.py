@@ -30,7 +30,7 @@ def log_summary(runs: list[Run], sections: dict[str, tuple[Table, dict[str, Path
     project, group = sweep_identity(runs)
     os.environ.setdefault("WANDB_SILENT", "true")
     run = wandb.init(project=project, group=group, job_type="compare", name=name, dir=str(out_dir),
-                     mode="offline", config={"runs": [str(r.path) for r in runs]}, reinit="create_new")
+                     mode="offline", config={"runs": [str(r.path) for r in runs]})
     with run:
         data = {}
         for task, (table, figures) in sections.items():

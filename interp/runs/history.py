@@ -17,7 +17,7 @@ _SKIP = ("_", "epoch", "step", "trainer/global_step")
 
 
 def _is_curve(key: str) -> bool:
-    return not (key.startswith("_") or key in _SKIP or key.startswith("final/"))
+    return not (key.startswith(("_", "final/")) or key in _SKIP)
 
 
 def _add(curves: dict, step, row: dict) -> None:
