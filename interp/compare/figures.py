@@ -67,7 +67,7 @@ def plot_pareto(points: list[tuple[float, float]], labels: list[str], metric: st
     for (x, y), text in zip(points, labels):
         ax.annotate(text, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
     ax.set(xlabel="L0 (active features per token)", ylabel=metric, title=title)
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(loc="best", fontsize=8)
     return save_figure(fig, path)
 
 
