@@ -10,8 +10,9 @@ import pytest
 from conftest import FAST_BY_DATA, REPO, SAE_FAST_COMMON
 
 from interp.compare import main
-from interp.compare.figures import frontier
+from interp.compare.figures import frontier, x_parameter
 from interp.compare.report import compare
+from interp.compare.runs import DONE, Run, differing
 from interp.runs.history import csv_curves, curves, wandb_curves
 from interp.runs.wandb_offline import history_keys, offline_runs, run_info
 
@@ -164,3 +165,13 @@ def test_pareto_frontier_known_answer():
     points = [(10, 0.5), (20, 0.7), (15, 0.4), (40, 0.9), (30, 0.7), (20, 0.7)]
     assert frontier(points) == [0, 1, 3, 5]   # (15, .4) and (30, .7) are dominated; ties both stay
     assert frontier([(5, 0.1)]) == [0]
+
+
+def test_the_final_metrics_are_drawn_against_the_sweeps_numeric_parameter(tmp_path):
+    # model=transformer_0l,1l,2l: the override is a group choice; n_layers has the most distinct values
+    runs = [Run(tmp_path / str(i), str(i), DONE, task="lm", overrides=[f"model={m}", "seed=0"],
+                params={"model": m, "model.n_layers": n, "model.d_head": d, "seed": 0})
+            for i, (m, n, d) in enumerate([("transformer_0l", 0, 256), ("transformer_1l", 1, 32), ("transformer_2l", 2, 32)])]
+    assert differing(runs) == ["model", "model.d_head", "model.n_layers"]
+    assert x_parameter(runs, differing(runs)) == "model.n_layers"
+    assert x_parameter(runs[1:], differing(runs[1:])) == "model.n_layers"   # d_head equal there: not a parameter

@@ -87,31 +87,41 @@ def _number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+def x_parameter(runs, params: list[str]) -> str | None:
+    """The numeric parameter a sweep's result is drawn against: of those that differ, the one with the
+    most distinct values (model.n_layers for model=transformer_0l,1l,2l; sae.k); ties go to the earlier
+    (overridden keys come first)."""
+    numeric = [k for k in params if all(_number(r.params.get(k)) for r in runs) and len({r.params[k] for r in runs}) > 1]
+    return max(numeric, key=lambda k: len({r.params[k] for r in runs}), default=None)
+
+
 def plot_against_param(runs, params: list[str], metrics: list[str], labels: dict, path: Path, title: str) -> Path | None:
-    """Final metrics against the first numeric parameter that differs (model.n_layers, sae.k, optim.lr):
-    a sweep's result as a curve, one line per value of the other differing overrides."""
+    """Final metrics against the sweep's numeric parameter (`x_parameter`): a sweep's result as a
+    curve, one line per value of the other differing overrides."""
     from interp.viz import plt, save_figure
 
-    x_key = next((k for k in params if all(_number(r.params.get(k)) for r in runs)
-                  and len({r.params[k] for r in runs}) > 1), None)
-    shown = [m for m in metrics if len({r.metrics.get(m) for r in runs}) > 1][:MAX_PANELS // 2]
+    x_key = x_parameter(runs, params)
+    shown = [m for m in metrics if len({r.metrics.get(m) for r in runs}) > 1][:MAX_PANELS * 3 // 4]
     if x_key is None or not shown:
         return None
+    # the x parameter, or the config group it belongs to (model=... for model.n_layers), does not name a line
+    own = (f"{x_key}=", f"{x_key.split('.')[0]}=")
     series: dict[str, list] = {}
-    for run in runs:   # the label without the x parameter names the line
-        rest = " ".join(p for p in labels[run.name].split() if not p.startswith(f"{x_key}=")) or "runs"
+    for run in runs:
+        rest = " ".join(p for p in labels[run.name].split() if not p.startswith(own)) or "runs"
         series.setdefault(rest, []).append(run)
+    colors = {name: f"C{i % 10}" for i, name in enumerate(series)}
+    xs = [r.params[x_key] for r in runs]
     cols = min(3, len(shown))
-    fig, axes = plt.subplots(math.ceil(len(shown) / cols), cols, figsize=(4.2 * cols, 3.2 * math.ceil(len(shown) / cols)),
-                             squeeze=False)
+    rows = math.ceil(len(shown) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), squeeze=False)
     for ax, metric in zip(axes.flat, shown):
         for name, group in series.items():
             points = sorted((r.params[x_key], r.metrics[metric]) for r in group if metric in r.metrics)
             if points:
-                ax.plot(*zip(*points), marker="o", label=name)
+                ax.plot(*zip(*points), marker="o", color=colors[name], label=name)
         ax.set(title=metric, xlabel=x_key)
-        if all(r.params[x_key] > 0 for r in runs) and max(r.params[x_key] for r in runs) / min(
-                r.params[x_key] for r in runs) >= 16:
+        if min(xs) > 0 and max(xs) / min(xs) >= 16:
             ax.set_xscale("log", base=2)
     for ax in list(axes.flat)[len(shown):]:
         ax.axis("off")
