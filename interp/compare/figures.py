@@ -67,6 +67,8 @@ def plot_pareto(points: list[tuple[float, float]], labels: list[str], metric: st
     for (x, y), text in zip(points, labels):
         ax.annotate(text, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
     ax.set(xlabel="L0 (active features per token)", ylabel=metric, title=title)
+    if min(xs) > 0 and max(xs) / min(xs) >= 16:   # k = 4..64: doublings read better on a log axis
+        ax.set_xscale("log", base=2)
     ax.legend(loc="best", fontsize=8)
     return save_figure(fig, path)
 
