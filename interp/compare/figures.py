@@ -16,8 +16,11 @@ L0 = "val/l0"
 
 
 def curve_keys(curves: dict[str, dict]) -> list[str]:
-    """Metrics with at least two points in some run (one point is not a curve)."""
-    keys = {k for c in curves.values() for k, points in c.items() if len(points) > 1 and not k.startswith(_NOT_CURVES) and not _PER_HEAD.search(k)}
+    """Metrics with at least two points in some run (one point is not a curve) that are not one constant
+    in every run (dead features 0 throughout)."""
+    keys = {k for c in curves.values() for k, points in c.items()
+            if len(points) > 1 and not k.startswith(_NOT_CURVES) and not _PER_HEAD.search(k)}
+    keys = {k for k in keys if len({v for c in curves.values() for _, v in c.get(k, [])}) > 1}
     ordered = [k for k in _FIRST_CURVES if k in keys] + sorted(keys - set(_FIRST_CURVES))
     return ordered[:MAX_PANELS]
 
