@@ -5,6 +5,9 @@
 them takes is an error listing the valid ones. Free text needs only the shell's quotes:
 `prompt="def add(a, b): return a + b"`; `\\n` in it is a newline; `prompt_file=<path>`
 reads a long text. See README.md.
+
+`python analyze.py compare <sweep dir | run dirs>` compares runs offline (interp.compare): a table of
+the parameters that differ against the final metrics, overlaid training curves, SAE Pareto plots.
 """
 
 import interp.hugepages  # noqa: F401  (first: huge pages for large tensors, set before torch loads)
@@ -26,6 +29,11 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["compare"]:   # a subcommand of its own, not an analysis of one run
+        from interp.compare import main as compare
+
+        compare(sys.argv[2:])
+        sys.exit(0)
     from interp.analyzing import TEXT_OPTIONS, entry_keys
     from interp.cli import bare_names_to, check_override_syntax, plus_new_keys, quote_text_options
 

@@ -167,6 +167,8 @@ def _train(cfg: DictConfig, state: dict) -> dict:
     optimized_value(cfg, metrics)   # a misnamed objective fails this job, not the sweeper later
     for lg in loggers:
         lg.log_metrics({f"final/{k}": v for k, v in metrics.items()}, step=trainer.global_step)
+        if type(lg).__name__ == "TensorBoardLogger":   # its HParams view compares runs by these
+            lg.log_hyperparams(task.config, metrics={f"final/{k}": v for k, v in metrics.items()})
     metrics["status"] = STATUS_DONE
     if trainer.is_global_zero:
         import wandb

@@ -1,16 +1,23 @@
 """Figure helpers shared by analyses (matplotlib, headless)."""
 
+from __future__ import annotations
+
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
+
+if TYPE_CHECKING:
+    import torch
 
 
 def save_head_heatmaps(grids: dict[str, torch.Tensor], out_dir: str | Path, title: str = "") -> list[Path]:
     """One [layer x head] heatmap per score, annotated, saved as PNG."""
+    import torch  # here, not at the top: plots of run files (analyze.py compare) need no torch
+
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []

@@ -21,7 +21,8 @@ LAYERS = [
     ["interp.tasks", "interp.analyses", "interp.sae", "interp.features"],
     ["interp.callbacks", "interp.registry"],
     ["interp.runs"],
-    ["interp.training", "interp.analyzing", "interp.resume", "interp.cli", "interp.sweep", "interp.reproduce"],
+    ["interp.training", "interp.analyzing", "interp.resume", "interp.cli", "interp.sweep", "interp.reproduce",
+     "interp.compare"],
 ]
 # Within a layer, packages that must not import each other at all.
 NEVER = {("interp.runs", "interp.sae"), ("interp.sae", "interp.runs"), ("interp.sae", "interp.analyses"),

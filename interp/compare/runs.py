@@ -1,0 +1,154 @@
+"""The runs of a comparison, read from their directories alone: status, parameters, final metrics.
+
+Status follows the sweep contract: metrics.json with `"status": "failed"` (and `error`, `error_type`)
+is a failed job; no metrics.json is an incomplete one (still running, or killed); metrics.json
+without a status (runs written before statuses existed) or with `"status": "done"` is done.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from interp.errors import ConfigError
+from interp.run_dir import CONFIG_FILE, METRICS_FILE
+
+DONE, FAILED, INCOMPLETE = "done", "failed", "incomplete"
+# Config keys that differ between runs without being parameters of the experiment.
+_NOT_PARAMS = ("run_meta", "paths", "logger", "hydra", "run_name", "ckpt_path")
+# ... nor are folders derived from the run's own directory or the machine (checkpoint dirpath,
+# cache roots), unless the command line set them.
+_FOLDER_KEY = re.compile(r"(^|\.)(\w*_dir|dirpath|root|root_dir|cache_dir)$")
+_FIX = "Fix: pass a sweep directory (multirun/<date>/<time>_<name>) or run directories (outputs/<date>/<time>_<name>)."
+
+
+@dataclass
+class Run:
+    path: Path
+    name: str                      # the job number in a sweep, else the directory's name
+    status: str
+    error: str = ""
+    error_type: str = ""
+    task: str = "?"
+    params: dict = field(default_factory=dict)     # flattened config + group choices (`model`, `sae`, ...)
+    overrides: list = field(default_factory=list)  # the command line's overrides, e.g. ["sae.k=16"]
+    metrics: dict = field(default_factory=dict)
+
+
+def is_run_dir(path: Path) -> bool:
+    return path.is_dir() and any((path / f).exists() for f in (CONFIG_FILE, METRICS_FILE, ".hydra/overrides.yaml"))
+
+
+def _job_order(path: Path):
+    return (0, int(path.name), "") if path.name.isdigit() else (1, 0, path.name)
+
+
+def find_runs(paths: list[str | Path]) -> list[Path]:
+    """Run directories under each path: the path itself if it is a run, else its job folders (a sweep),
+    else the sweeps below it (multirun/<date>)."""
+    found = []
+    for path in map(Path, paths):
+        if not path.is_dir():
+            raise ConfigError(f"{str(path)!r} {'is not a directory' if path.exists() else 'does not exist'}. {_FIX}")
+        if is_run_dir(path):
+            found.append(path)
+            continue
+        level = [path]
+        for _ in range(2):   # <sweep>/<job>, or <date>/<sweep>/<job>
+            level = sorted((c for d in level for c in d.iterdir() if c.is_dir() and c.name != "compare"), key=_job_order)
+            runs = [c for c in level if is_run_dir(c)]
+            if runs:
+                found += runs
+                break
+        else:
+            raise ConfigError(f"{str(path)!r} holds no runs (no job folder with {CONFIG_FILE}, {METRICS_FILE} or "
+                              f".hydra/). {_FIX}")
+    return list(dict.fromkeys(p.resolve() for p in found))
+
+
+def _load_yaml(path: Path):
+    try:
+        return yaml.safe_load(path.read_text()) if path.is_file() else None
+    except yaml.YAMLError:
+        return None
+
+
+def flatten(config: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(flatten(value, f"{name}."))
+        elif not (isinstance(value, str) and "${" in value):   # unresolved (Hydra's own copy): unknown
+            out[name] = value if not isinstance(value, list) else str(value)
+    return out
+
+
+def _config(path: Path) -> tuple[dict, dict, list]:
+    """(config, group choices, overrides): the resolved config.yaml if train.py got that far, else
+    Hydra's .hydra/ copies (written before the job ran, so failed jobs have them too)."""
+    config = _load_yaml(path / CONFIG_FILE)
+    if isinstance(config, dict):
+        meta = config.get("run_meta") or {}
+        return config, meta.get("choices") or {}, list(meta.get("overrides") or [])
+    config = _load_yaml(path / ".hydra" / "config.yaml") or {}
+    hydra = (_load_yaml(path / ".hydra" / "hydra.yaml") or {}).get("hydra", {})
+    choices = {k: v for k, v in (hydra.get("runtime", {}).get("choices") or {}).items() if not k.startswith("hydra")}
+    overrides = _load_yaml(path / ".hydra" / "overrides.yaml") or []
+    return config, choices, list(overrides)
+
+
+def read_run(path: Path) -> Run:
+    config, choices, overrides = _config(path)
+    overridden = {override_key(o) for o in overrides}
+    params = {k: v for k, v in {**flatten(config), **choices}.items()
+              if v is not None and k.split(".")[0] not in _NOT_PARAMS
+              and (k in overridden or not _FOLDER_KEY.search(k))}
+    task = str((config.get("task") or {}).get("name", "?"))
+    run = Run(path=path, name=path.name, status=INCOMPLETE, task=task, params=params, overrides=overrides)
+    try:
+        metrics = json.loads((path / METRICS_FILE).read_text())
+    except FileNotFoundError:
+        return run
+    except (OSError, json.JSONDecodeError) as e:
+        run.status, run.error, run.error_type = FAILED, f"unreadable {METRICS_FILE} ({e})", type(e).__name__
+        return run
+    run.status = str(metrics.pop("status", DONE))
+    run.error = " ".join(str(metrics.pop("error", "")).split())      # one line
+    run.error_type = str(metrics.pop("error_type", ""))
+    run.metrics = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    return run
+
+
+def override_key(override: str) -> str:
+    return override.split("=", 1)[0].lstrip("+~")
+
+
+def differing(runs: list[Run]) -> list[str]:
+    """Parameters whose values are not the same in every run: overridden keys first (in command-line
+    order), then group choices, then the rest alphabetically."""
+    keys = {k for r in runs for k in r.params}
+    differ = {k for k in keys if len({repr(r.params.get(k)) for r in runs}) > 1}
+    order = [override_key(o) for r in runs for o in r.overrides]
+    order = list(dict.fromkeys(k for k in order if k in differ))
+    choices = sorted(k for k in differ if "." not in k and k not in order)
+    return order + choices + sorted(differ - set(order) - set(choices))
+
+
+def label(run: Run, keys: list[str]) -> str:
+    """A run's name in plots: its differing overrides (`sae.k=16`), else its differing parameters,
+    else its folder name."""
+    parts = [o.lstrip("+~") for o in run.overrides if override_key(o) in keys]
+    parts = parts or [f"{k}={run.params[k]}" for k in keys[:3] if k in run.params]
+    return " ".join(parts) or run.name
+
+
+def by_task(runs: list[Run]) -> dict[str, list[Run]]:
+    groups: dict[str, list[Run]] = {}
+    for run in runs:
+        groups.setdefault(run.task, []).append(run)
+    return groups
