@@ -66,3 +66,15 @@ def tiny_sae_sweep(run_train, tmp_path_factory):
               "sae.hook=blocks.0.hook_resid_pre,blocks.0.hook_resid_post", f"sae.cache.root={root / 'cache'}",
               callback, run_dir=root / "sweep", multirun=True)
     return {"base": root / "base", "sweep": root / "sweep", "jobs": [root / "sweep" / str(i) for i in range(2)]}
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models: a second BLAS thread only spins against the other processes on a shared CPU (measured 30x).
+    A module opts in with `pytestmark = pytest.mark.usefixtures("one_thread")`."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -43,13 +43,7 @@ def tiny(n_layers=2, seed=0, **kw) -> HookedTransformer:
     return model.eval()
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models: a second BLAS thread only spins against the other processes on a shared CPU (measured 30x)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")   # tests/conftest.py
 
 
 @pytest.fixture(scope="module")

@@ -32,12 +32,7 @@ DATA = {"name": "induction", "vocab_size": VOCAB, "seq_len": N_CTX, "token_low":
 HOOK = "blocks.0.hook_resid_post"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")   # tests/conftest.py
 
 
 def tiny_model(**kw) -> HookedTransformer:
