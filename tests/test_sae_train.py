@@ -159,10 +159,11 @@ def test_arithmetic_sae_trains_its_base_once_then_reports_feature_alignment(run_
     assert "training the base run first" in first.stdout
     assert len(list((tmp_path / "bases").glob("*/metrics.json"))) == 1
     metrics = json.loads((tmp_path / "sae1" / "metrics.json").read_text())
-    assert {"val/task_mse_with_sae", "analysis/alignment/ptr1_mean", "analysis/alignment/a_b_mean",
-            "analysis/alignment/a=7"} <= set(metrics)
+    assert {"val/task_mse_with_sae", "analysis/alignment/sae/ptr1/mean", "analysis/alignment/sae/ptr1_a/dedicated",
+            "analysis/alignment/neurons/blocks.0.hook_post/task/mean", "analysis/alignment/sae_minus_neurons"
+            } <= set(metrics)
     figures = tmp_path / "sae1" / "figures" / "alignment"
-    assert "| ptr1 | 0 |" in (figures / "alignment.md").read_text()
+    assert "| ptr1_a | " in (figures / "alignment.md").read_text()
     # The same analysis from the command line on the saved run gives the same numbers and files.
     from_training = {f.name: f.read_text() for f in figures.iterdir()}
     proc = subprocess.run([sys.executable, str(REPO / "analyze.py"), f"run={tmp_path / 'sae1'}", "analysis=alignment",
@@ -171,7 +172,8 @@ def test_arithmetic_sae_trains_its_base_once_then_reports_feature_alignment(run_
     again = {f.name: f.read_text() for f in figures.iterdir()}
     assert again.keys() == from_training.keys() == {"alignment.json", "alignment.md", "results.json"}
     assert json.loads(again["results.json"]) == pytest.approx(json.loads(from_training["results.json"]), abs=1e-6)
-    for row, before in zip(json.loads(again["alignment.json"]), json.loads(from_training["alignment.json"])):
+    for row, before in zip(json.loads(again["alignment.json"])["values"]["sae"],
+                           json.loads(from_training["alignment.json"])["values"]["sae"]):
         assert row["corr"] == pytest.approx(before["corr"], abs=1e-6)
         assert {k: row[k] for k in ("variable", "value")} == {k: before[k] for k in ("variable", "value")}
     second = run_train(*args, run_dir=tmp_path / "sae2")   # the base is reused, not trained again

@@ -17,7 +17,9 @@ from interp.analyses import (
     attention_html,
     bigram,
     category_loss,
+    circuit,
     composition,
+    feature_probe,
     hidden_pca,
     induction,
     kgram_attribution,
@@ -29,6 +31,6 @@ from interp.analyses import (
     topk_next,
 )
 
-_MODULES = (alignment, attention_grid, attention_html, bigram, category_loss, composition, hidden_pca, induction,
+_MODULES = (alignment, attention_grid, attention_html, bigram, category_loss, circuit, composition, feature_probe, hidden_pca, induction,
             kgram_attribution, logit_attribution, lstm_hidden, neurons, ngram, patching, topk_next)
 ANALYSES = {m.__name__.rsplit(".", 1)[1]: m.run for m in _MODULES}
