@@ -58,7 +58,7 @@ def identity_sae(d: int = 80) -> StandardSAE:
 
 def test_conjunction_units_score_one_on_pointer_value_pairs_for_neurons_and_an_identity_sae(datamodule, tmp_path):
     results = run_analysis("alignment", Subject(conjunction_mlp(), datamodule, identity_sae()), tmp_path)
-    for source in (f"neurons/{HOOK}", "sae"):
+    for source in (f"neurons/{HOOK}", "features"):
         for var in ("ptr1_a", "ptr2_b"):
             assert results[f"{source}/{var}/mean"] == pytest.approx(1.0, abs=1e-5)
             assert results[f"{source}/{var}/dedicated"] == 1.0
@@ -67,7 +67,7 @@ def test_conjunction_units_score_one_on_pointer_value_pairs_for_neurons_and_an_i
     assert results["sae_minus_neurons"] == pytest.approx(0.0, abs=1e-6)
     assert results["neurons/hook_input/raw/mean"] == pytest.approx(1.0, abs=1e-5)   # the one-hot input itself
     saved = json.loads((tmp_path / "alignment.json").read_text())
-    row = next(r for r in saved["values"]["sae"] if r["variable"] == "ptr1_a" and r["value"] == 27)
+    row = next(r for r in saved["values"]["features"] if r["variable"] == "ptr1_a" and r["value"] == 27)
     assert row["unit"] == 27   # (ptr1 = 2, a = 7) is unit 10 * 2 + 7
     assert "| ptr1_a | " in (tmp_path / "alignment.md").read_text()
 
@@ -82,7 +82,7 @@ def test_a_shuffled_feature_matrix_scores_near_chance(datamodule):
 
 def test_alignment_on_a_plain_mlp_scores_its_neurons_only(datamodule, tmp_path):
     results = run_analysis("alignment", Subject(conjunction_mlp(), datamodule), tmp_path, {"n_samples": 2048})
-    assert "sae/task/mean" not in results and f"neurons/{HOOK}/task/mean" in results
+    assert "features/task/mean" not in results and f"neurons/{HOOK}/task/mean" in results
 
 
 SEED = [8, 9, 5, 1, 3, 2, 9, 4, 7, 1]   # a = col1[3] = 1, b = col2[1] = 9: units 31 and 40 + 19

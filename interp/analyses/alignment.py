@@ -141,13 +141,13 @@ def summary_table(summaries: dict[str, dict]) -> str:
 @torch.no_grad()
 def run(model, datamodule, out_dir, *, sae=None, n_samples: int = 16384) -> dict[str, float]:
     """alignment.md (variables x [neurons at every hook, SAE features]), alignment.json (also every
-    value's best unit) and, as metrics, `<source>/<variable>/mean|dedicated` with source `sae` or
-    `neurons/<hook>`, and `sae_minus_neurons`: the SAE's task mean minus its hook's neurons'."""
+    value's best unit) and, as metrics, `<source>/<variable>/mean|dedicated` with source `features` (the SAE's)
+    or `neurons/<hook>`, and `sae_minus_neurons`: the SAE's task mean minus its hook's neurons'."""
     x = require_arithmetic(model, datamodule, "alignment")[:n_samples]
     truth = task_variables(x)
     scores = {f"neurons/{hook}": score(acts, truth) for hook, acts in hook_activations(model, x).items()}
     if sae is not None:
-        scores["sae"] = score(feature_activations(model, sae, x), truth)
+        scores["features"] = score(feature_activations(model, sae, x), truth)
     summaries = {source: s.summary() for source, s in scores.items()}
     out_dir = Path(out_dir)
     atomic_write_text(out_dir / "alignment.json", json.dumps(
@@ -158,5 +158,5 @@ def run(model, datamodule, out_dir, *, sae=None, n_samples: int = 16384) -> dict
                for var, stats in summary.items() for k, v in stats.items()}
     if sae is not None:
         hook = sae.cfg.metadata.hook_name
-        results["sae_minus_neurons"] = summaries["sae"]["task"]["mean"] - summaries[f"neurons/{hook}"]["task"]["mean"]
+        results["sae_minus_neurons"] = summaries["features"]["task"]["mean"] - summaries[f"neurons/{hook}"]["task"]["mean"]
     return results
