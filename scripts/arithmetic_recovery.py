@@ -49,10 +49,12 @@ def plot(rows: list[dict], x: str, xlabel: str, path: Path, log: bool) -> None:
         pts = [r for r in rows if r["arch"] == arch]
         ax.scatter([r[x] for r in pts], [r["sae_task"] for r in pts], label=arch)
         for r in pts:
-            ax.annotate(str(r["d_sae"]), (r[x], r["sae_task"]), fontsize=7)
+            ax.annotate(f"{r['d_sae']} {r['sparsity'].split('_')[0]}", (r[x], r["sae_task"]), fontsize=7)
     ax.axhline(rows[0]["neurons_task"], color="k", ls="--", label="the layer's neurons")
+    if x == "task_mse_recovered":
+        ax.axvline(0.9, color="grey", ls=":", label="task-MSE recovered 0.9 (the goal)")
     ax.set(xlabel=xlabel, ylabel="mean best r over ptr1, ptr2, a, b, (ptr1,a), (ptr2,b)",
-           xscale="log" if log else "linear", title="Recovery of the true variables (labels: width)")
+           xscale="log" if log else "linear", title="Recovery of the true variables (labels: width, sparsity)")
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
