@@ -29,12 +29,13 @@ def row_of(run: Path) -> dict | None:
     metrics = read_metrics(run)
     if "analysis/alignment/features/task/mean" not in metrics:
         return None
-    sae = yaml.safe_load((run / "config.yaml").read_text())["sae"]
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    sae = config["sae"]
     a = "analysis/alignment/"
     neurons = f"{a}neurons/{sae['hook']}/"
     row = {"run": run.name, "arch": sae["architecture"], "d_sae": sae["d_sae"],
            "sparsity": f"{SPARSITY[sae['architecture']]}={sae[SPARSITY[sae['architecture']]]}",
-           "l0": metrics["val/l0"], "explained_variance": metrics["val/explained_variance"],
+           "steps": config["trainer"]["max_steps"], "l0": metrics["val/l0"], "explained_variance": metrics["val/explained_variance"],
            "task_mse_recovered": metrics.get("val/task_mse_score", float("nan")),
            "sae_task": metrics[f"{a}features/task/mean"], "neurons_task": metrics[f"{neurons}task/mean"]}
     for var in TASK_VARIABLES:
@@ -73,7 +74,7 @@ def main() -> None:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    cols = ["arch", "d_sae", "sparsity", "l0", "task_mse_recovered", "sae_task", "neurons_task",
+    cols = ["arch", "d_sae", "sparsity", "steps", "l0", "task_mse_recovered", "sae_task", "neurons_task",
             *(f"sae_{v}" for v in TASK_VARIABLES), "goal"]
     lines = ["| " + " | ".join(cols) + " |", "|---" * len(cols) + "|"]
     lines += ["| " + " | ".join(f"{r[c]:.3f}" if isinstance(r[c], float) else str(r[c]) for c in cols) + " |"

@@ -90,7 +90,8 @@ class Scores:
     def unit_labels(self) -> list[tuple[str, float]]:
         """Each unit's ground-truth label: the variable value it best matches, e.g. ("ptr1_a=27", 0.93)."""
         best, col = self.corr.max(dim=1)
-        return [(f"{self.values[c][0]}={self.values[c][1]}", float(b)) for c, b in zip(col.tolist(), best.tolist())]
+        names = [var.removesuffix("_in") for var, _ in self.values]   # the raw pointer input is ptr1 / ptr2
+        return [(f"{names[c]}={self.values[c][1]}", float(b)) for c, b in zip(col.tolist(), best.tolist())]
 
 
 @torch.no_grad()
