@@ -159,10 +159,11 @@ def test_arithmetic_sae_trains_its_base_once_then_reports_feature_alignment(run_
     assert "training the base run first" in first.stdout
     assert len(list((tmp_path / "bases").glob("*/metrics.json"))) == 1
     metrics = json.loads((tmp_path / "sae1" / "metrics.json").read_text())
-    assert {"val/task_mse_with_sae", "analysis/alignment/ptr1_mean", "analysis/alignment/a_b_mean",
-            "analysis/alignment/a=7"} <= set(metrics)
+    assert {"val/task_mse_with_sae", "analysis/alignment/features/ptr1/mean", "analysis/alignment/features/ptr1_a/dedicated",
+            "analysis/alignment/neurons/blocks.0.hook_post/task/mean", "analysis/alignment/sae_minus_neurons"
+            } <= set(metrics)
     figures = tmp_path / "sae1" / "figures" / "alignment"
-    assert "| ptr1 | 0 |" in (figures / "alignment.md").read_text()
+    assert "| ptr1_a | " in (figures / "alignment.md").read_text()
     # The same analysis from the command line on the saved run gives the same numbers and files.
     from_training = {f.name: f.read_text() for f in figures.iterdir()}
     proc = subprocess.run([sys.executable, str(REPO / "analyze.py"), f"run={tmp_path / 'sae1'}", "analysis=alignment",
@@ -171,9 +172,20 @@ def test_arithmetic_sae_trains_its_base_once_then_reports_feature_alignment(run_
     again = {f.name: f.read_text() for f in figures.iterdir()}
     assert again.keys() == from_training.keys() == {"alignment.json", "alignment.md", "results.json"}
     assert json.loads(again["results.json"]) == pytest.approx(json.loads(from_training["results.json"]), abs=1e-6)
-    for row, before in zip(json.loads(again["alignment.json"]), json.loads(from_training["alignment.json"])):
+    for row, before in zip(json.loads(again["alignment.json"])["values"]["features"],
+                           json.loads(from_training["alignment.json"])["values"]["features"]):
         assert row["corr"] == pytest.approx(before["corr"], abs=1e-6)
         assert {k: row[k] for k in ("variable", "value")} == {k: before[k] for k in ("variable", "value")}
+    # The probe and the circuit report on the saved run; a pointer beyond its column is exit 2.
+    analyze = [sys.executable, str(REPO / "analyze.py"), f"run={tmp_path / 'sae1'}"]
+    proc = subprocess.run([*analyze, "analysis=[feature_probe,circuit]", "x=[8,9,5,1,3,2,9,4,7,1]", "n_samples=256"],
+                          cwd=REPO, env=train_env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0 and "Number of active SAE features" in proc.stdout, proc.stderr[-2000:]
+    assert (tmp_path / "sae1" / "figures" / "circuit" / "circuit_report.html").stat().st_size > 1_000_000  # plotly.js
+    proc = subprocess.run([*analyze, "analysis=feature_probe", "x=[8,9,5,1,7,2,9,4,7,1]"],
+                          cwd=REPO, env=train_env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and "error: ptr1=7 (x[4]) points beyond" in proc.stderr and "Fix:" in proc.stderr
+    assert "Traceback" not in proc.stderr
     second = run_train(*args, run_dir=tmp_path / "sae2")   # the base is reused, not trained again
     assert "training the base run first" not in second.stdout
 

@@ -56,10 +56,12 @@ def run_analysis(name: str, subject: Subject, out_dir: str | Path, options: dict
     kwargs = split_options([name], dict(options or {}))[name]
     out_dir = Path(out_dir)
     try:
+        params = inspect.signature(ANALYSES[name]).parameters
         for field in subject_fields(name):
-            if getattr(subject, field) is None:
+            if getattr(subject, field) is not None:
+                kwargs[field] = getattr(subject, field)
+            elif params[field].default is inspect.Parameter.empty:   # `sae=None`: optional
                 raise NotApplicable(f"{name} needs a run with {field}; this one has none")
-            kwargs[field] = getattr(subject, field)
         results = ANALYSES[name](subject.model, subject.datamodule, out_dir, **kwargs)
     except NotApplicable as e:
         print(f"skipped {name}: {e}", flush=True)
