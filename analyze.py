@@ -5,6 +5,9 @@
 them takes is an error listing the valid ones. Free text needs only the shell's quotes:
 `prompt="def add(a, b): return a + b"`; `\\n` in it is a newline; `prompt_file=<path>`
 reads a long text. See README.md.
+
+`python analyze.py serve` starts the explorer (a local web app over the runs); `python analyze.py
+index` writes its start page as a static index.html (interp/explorer/cli.py).
 """
 
 import interp.hugepages  # noqa: F401  (first: huge pages for large tensors, set before torch loads)
@@ -26,6 +29,11 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    if sys.argv[1:2] in (["serve"], ["index"]):   # the explorer: argparse options, not Hydra overrides
+        from interp.explorer.cli import main as explorer
+
+        exit_on_user_error(explorer)(sys.argv[1:])
+        sys.exit(0)
     from interp.analyzing import TEXT_OPTIONS, entry_keys
     from interp.cli import bare_names_to, check_override_syntax, plus_new_keys, quote_text_options
 
