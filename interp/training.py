@@ -122,7 +122,7 @@ def print_summary(run_dir: Path, metrics: dict) -> None:
     console.print(f"run directory: [bold]{run_dir}[/bold]")
     figures = sorted(p.name for p in (run_dir / FIGURES_DIR).glob("*") if p.is_dir())
     if figures:
-        console.print(f"figures: {run_dir / FIGURES_DIR}/ ({', '.join(figures)})")
+        console.print(f"figures: {run_dir / FIGURES_DIR}/ ({', '.join(figures)})", soft_wrap=True)
     # The explorer's URL for this run (interp.explorer; its default port). Prints, does not import it.
     console.print(f"explore it: python analyze.py serve, then open "
                   f"http://127.0.0.1:8050/run?{urlencode({'path': str(run_dir)})}", soft_wrap=True)
