@@ -21,7 +21,7 @@ LAYERS = [
     ["interp.tasks", "interp.analyses", "interp.sae"],
     ["interp.callbacks", "interp.registry"],
     ["interp.runs"],
-    ["interp.training", "interp.analyzing", "interp.resume", "interp.cli"],
+    ["interp.training", "interp.analyzing", "interp.resume", "interp.cli", "interp.explorer"],
 ]
 # Within a layer, packages that must not import each other at all.
 NEVER = {("interp.runs", "interp.sae"), ("interp.sae", "interp.runs"), ("interp.sae", "interp.analyses"),

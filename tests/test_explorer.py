@@ -109,7 +109,7 @@ def test_prompt_endpoints_give_attention_pca_and_topk(client, roots):
     topk = views["topk"]["data"]
     assert [row["input"] for row in topk] == tokens and all(len(row["top"]) == 4 for row in topk)
     assert topk[0]["actual_next"] == tokens[1] and topk[-1]["actual_next"] is None
-    assert "no SAE" in views["sae"]["reason"] and "LSTM" in views["lstm"]["reason"]
+    assert "no SAE" in views["sae_features"]["reason"] and "LSTM" in views["lstm"]["reason"]
     html = client.get("/run", params={"path": str(run), "prompt": PROMPT}).text
     assert "id='attention'" in html and "class='topk'" in html and "plotly.min.js" in html
 

@@ -35,10 +35,6 @@ class RunInfo:
     problem: str | None = None       # why the run cannot be opened, or what is missing
     sweep: Path | None = None
 
-    @property
-    def is_sae(self) -> bool:
-        return (self.path / "sae").is_dir()
-
 
 @dataclass
 class SweepInfo:

@@ -176,7 +176,7 @@ def prompt_sections(result: dict, file_url) -> str:
 
     parts.append(section("pca", "Hidden states: PCA across layers", result["pca"], pca))
     parts.append(section("topk", "Top-k next tokens", result["topk"], topk_table))
-    parts.append(section("sae", "SAE features", result["sae"], lambda v: sae_table(v, file_url)))
+    parts.append(section("sae_features", "SAE features", result["sae_features"], lambda v: sae_table(v, file_url)))
     if result["kind"] == "lstm":
         parts.append(section("lstm", "LSTM hidden states", result["lstm"], lambda layers: "".join(
             heatmap_figure(h, labels, f"layer {i}: h_t", "neuron") for i, h in enumerate(layers))))
@@ -193,7 +193,7 @@ def row_sections(result: dict, file_url) -> str:
     for hook, acts in result["hidden"].items():
         parts.append(heatmap_figure([acts], [str(i) for i in range(len(acts))], f"{hook} activations", "",
                                     scale="Viridis", zmid=None))
-    parts.append(section("sae", "SAE features", result["sae"], lambda v: sae_table(v, file_url)))
+    parts.append(section("sae_features", "SAE features", result["sae_features"], lambda v: sae_table(v, file_url)))
     return "".join(parts)
 
 

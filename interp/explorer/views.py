@@ -219,7 +219,7 @@ def prompt_views(loaded: Loaded, prompt: str, *, layer: int = 0, head: int = 0, 
         "attention": guarded(attention_view, model, tokens, layer, head),
         "pca": guarded(pca_view, loaded, tokens),
         "topk": guarded(topk_view, model, tokens, tok, k),
-        "sae": guarded(sae_view, loaded, tokens, labels),
+        "sae_features": guarded(sae_view, loaded, tokens, labels),
         "lstm": guarded(lstm_view, model, tokens) if kind == "lstm" else {"reason": not_lstm},
         "kgram": guarded(kgram_view, model, tokens, tok) if kind == "kgram" else {"reason": not_kgram},
     }
@@ -258,4 +258,4 @@ def row_views(loaded: Loaded, text: str) -> dict:
     return {"kind": "regression", "inputs": x[0].tolist(), "prediction": prediction,
             "answer": abs(int(col1[ptr1]) - int(col2[ptr2])),
             "hidden": {h: a.tolist() for h, a in hidden.items()},
-            "sae": guarded(sae_view, loaded, x, ["row"])}
+            "sae_features": guarded(sae_view, loaded, x, ["row"])}
