@@ -165,6 +165,28 @@ def test_views_fit_lstm_kgram_and_arithmetic_models(tmp_path):
     share = kgram["kgram"]["data"]["share"]
     assert kgram["kgram"]["data"]["slots"] == ["t-2", "t-1", "t-0"] and len(share[0]) == n
     assert all(abs(sum(col) - 1) < 1e-4 for col in zip(*share))
+    # A pretrained SAE (SAELens folder) given to the explorer, on the LSTM's last layer; dashboards linked.
+    from sae_lens import StandardSAE, StandardSAEConfig
+
+    from interp.explorer.views import Models
+
+    sae = StandardSAE(StandardSAEConfig(d_in=16, d_sae=64))
+    sae.cfg.metadata.hook_name = "blocks.1.hook_hidden"
+    sae.save_model(tmp_path / "sae_run" / "sae")
+    (tmp_path / "sae_run" / "figures" / "dashboard").mkdir(parents=True)
+    models = Models(sae={"path": str(tmp_path / "sae_run" / "sae")})
+    with_sae = models.with_sae(loaded({"arch": "lstm", "d_vocab": 512, "d_embed": 8, "d_hidden": 16, "n_layers": 2,
+                                       "dropout": 0.0}, tok))
+    assert with_sae.run.sae.cfg.d_sae == 64
+    features = prompt_views(with_sae, PROMPT)["sae_features"]["data"]
+    top = max((f for row in features["tokens"] for f in row["features"]), key=lambda f: f["act"])
+    (tmp_path / "sae_run" / "figures" / "dashboard" / f"feature_{top['feature']}.html").write_text("<html></html>")
+    linked = prompt_views(with_sae, PROMPT)["sae_features"]["data"]
+    assert features["hook"] == "blocks.1.hook_hidden" and len(features["tokens"]) == n
+    assert any(f["dashboard"] and f["feature"] == top["feature"] for row in linked["tokens"] for f in row["features"])
+    misfit = models.with_sae(loaded({"arch": "kgram", "d_vocab": 512, "k": 3, "d_embed": 8, "d_hidden": 16}, tok))
+    assert "does not fit this model" in prompt_views(misfit, PROMPT)["sae_features"]["reason"]
+
     mlp = loaded({"arch": "arithmetic_mlp", "n_values": 4, "d_hidden": [32, 8]}, None)
     row = row_views(mlp, "3 1 4 1 2 5 9 2 6 0")   # col1[2] = 4, col2[0] = 5
     assert row["answer"] == 1 and len(row["hidden"]["blocks.0.hook_post"]) == 32

@@ -35,9 +35,10 @@ def jsonable(info) -> dict:
             for k, v in asdict(info).items() if k != "jobs"}
 
 
-def create_app(roots: list[Path], device: str = "cpu") -> Starlette:
+def create_app(roots: list[Path], device: str = "cpu", sae: dict | None = None) -> Starlette:
+    """`sae`: a pretrained SAE for runs without one ({"path": ...} or {"release": ..., "id": ...})."""
     roots = [Path(r) for r in roots]
-    models = Models(device)
+    models = Models(device, sae=sae)
 
     def run_info(request):
         """The run a request names: (RunInfo, None) or (None, error response)."""

@@ -26,6 +26,9 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8050, help="0: any free port")
     serve.add_argument("--host", default=LOCAL, help=f"default {LOCAL} (this machine only); others are warned about")
     serve.add_argument("--device", default="cpu")
+    serve.add_argument("--sae", metavar="FOLDER|RELEASE:ID",
+                       help="a pretrained SAE (SAELens folder, e.g. <SAE run>/sae, or SAELens release:id) for every "
+                            "run without one, where it fits the model")
     index = sub.add_parser("index", help="write the start page as a static HTML file")
     index.add_argument("--out", default="index.html")
     for sp in (serve, index):
@@ -65,11 +68,24 @@ def serve(args) -> None:
     sock = bind(args.host, args.port)
     roots = [Path(r) for r in args.root or DEFAULT_ROOTS]
     port = sock.getsockname()[1]
-    app = create_app(roots, device=args.device)
+    app = create_app(roots, device=args.device, sae=sae_spec(args.sae))
     host = f"[{args.host}]" if ":" in args.host else args.host
     print(f"explorer: http://{host}:{port}/  (runs under {', '.join(map(str, roots))}; Ctrl-C stops it)", flush=True)
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
     server.run(sockets=[sock])
+
+
+def sae_spec(value: str | None) -> dict | None:
+    """`--sae` as conf/sae/pretrained.yaml's fields: a folder, or `release:id`."""
+    if not value:
+        return None
+    if Path(value).is_dir():
+        return {"path": value}
+    release, sep, sae_id = value.partition(":")
+    if not sep:
+        raise ConfigError(f"--sae {value} is neither a folder nor release:id. Fix: --sae <SAE run>/sae or "
+                          "--sae gpt2-small-res-jb:blocks.6.hook_resid_pre.")
+    return {"release": release, "id": sae_id}
 
 
 def write_index(out: Path, roots: list[Path]) -> Path:

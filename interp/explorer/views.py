@@ -35,13 +35,18 @@ class Loaded:
     bases: dict | None = None                 # {hook: pca basis}
     background: dict = field(default_factory=dict)
     basis_note: str | None = None
+    sae_note: str | None = None               # why a pretrained SAE given to the explorer does not fit
+    dashboards: Path | None = None            # where feature_<f>.html pages are (default <run>/figures/dashboard)
 
 
 class Models:
-    """Loaded runs by directory, reloaded when the checkpoint changes; one prompt at a time."""
+    """Loaded runs by directory, reloaded when the checkpoint changes; one prompt at a time.
 
-    def __init__(self, device: str = "cpu", keep: int = 4):
-        self.device, self.keep = device, keep
+    `sae`: a pretrained SAE (conf/sae/pretrained.yaml's fields: path, or release + id) given to every run
+    without one of its own, where it fits the model (otherwise the SAE view says why)."""
+
+    def __init__(self, device: str = "cpu", keep: int = 4, sae: dict | None = None):
+        self.device, self.keep, self.sae = device, keep, sae
         self.lock = threading.Lock()
         self._cache: dict[tuple, Loaded] = {}
 
@@ -54,8 +59,20 @@ class Models:
         if key not in self._cache:
             if len(self._cache) >= self.keep:
                 self._cache.pop(next(iter(self._cache)))
-            self._cache[key] = Loaded(path, load_run(path, device=self.device))
+            self._cache[key] = self.with_sae(Loaded(path, load_run(path, device=self.device)))
         return self._cache[key]
+
+    def with_sae(self, loaded: Loaded) -> Loaded:
+        from interp.sae.pretrained import from_config
+
+        if loaded.run.sae is None and self.sae:
+            try:
+                loaded.run.sae, _ = from_config(self.sae, model=loaded.run.model, device=self.device)
+            except InterpError as e:
+                loaded.sae_note = f"the pretrained SAE does not fit this model: {e}"
+            if self.sae.get("path"):   # an SAE run's sae/ folder: that run's dashboards
+                loaded.dashboards = Path(self.sae["path"]).parent / FIGURES_DIR / "dashboard"
+        return loaded
 
 
 def kind_of(model) -> str:
@@ -154,14 +171,15 @@ def sae_view(loaded: Loaded, inputs: torch.Tensor, labels: list[str]) -> dict:
 
     sae = loaded.run.sae
     if sae is None:
-        raise NotApplicable("this run has no SAE (train one with task=sae base_run=<this run>)")
+        raise NotApplicable(loaded.sae_note or "this run has no SAE (train one with task=sae base_run=<this run>, "
+                            "or give one to every run: analyze.py serve --sae <SAELens folder>)")
     hook = sae.cfg.metadata.hook_name
     acts = prompt_activations(loaded.run.model, inputs, [hook])[hook]
     acts = acts if acts.ndim == 2 else acts[None]
     with torch.no_grad():
         feats = sae.encode(acts.to(sae.W_enc.device, sae.W_enc.dtype)).float().cpu()
     top = feats.topk(min(SAE_TOP, feats.shape[-1]), dim=-1)
-    dashboards = loaded.path / FIGURES_DIR / "dashboard"
+    dashboards = loaded.dashboards or loaded.path / FIGURES_DIR / "dashboard"
     rows = []
     for label, values, ids in zip(labels, top.values.tolist(), top.indices.tolist()):
         features = []
