@@ -58,7 +58,10 @@ def read_run(path: Path, sweep: Path | None = None) -> RunInfo:
         choices = (config.get("run_meta") or {}).get("choices") or {}
         info.task = choices.get("task") or config.get("task", {}).get("name", "?")
         info.model = choices.get("model") or config.get("model", {}).get("arch", "?")
-        info.data = choices.get("data") or config.get("data", {}).get("name", "?")
+        info.data = config.get("data", {}).get("name") or choices.get("data", "?")   # an SAE run: its base's
+        if base := config.get("base"):   # an SAE run: which SAE on which model
+            sae = config.get("sae") or {}
+            info.model = f"{sae.get('architecture', '?')} SAE at {sae.get('hook', '?')} of {base.get('run_name', '?')}"
     except FileNotFoundError:
         info.problem = f"no {CONFIG_FILE}: half-written (the run never got past start-up)"
     except (OSError, yaml.YAMLError, AttributeError) as e:

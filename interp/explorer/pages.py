@@ -1,6 +1,6 @@
 """HTML of the explorer: the start page (also written as a static index.html) and a run's page.
 
-Figures are plotly divs; the page loads plotly.js from the app itself (`/static/plotly.min.js`, the
+Figures are plotly divs (numpy arrays, which plotly writes as compact typed arrays); the page loads plotly.js from the app itself (`/static/plotly.min.js`, the
 copy inside the plotly package), so nothing comes from the network.
 """
 
@@ -10,6 +10,8 @@ from collections.abc import Callable
 from html import escape
 from pathlib import Path
 from urllib.parse import urlencode
+
+import numpy as np
 
 from interp.explorer.listing import RunInfo, SweepInfo
 
@@ -88,7 +90,7 @@ def attention_figure(view: dict, labels: list[str]) -> str:
     fig = make_subplots(1, 2, subplot_titles=("attention weights a_ij", "norm-based ||a_ij f(x_j)||"),
                         horizontal_spacing=0.12)
     for col, (key, scale) in enumerate((("weights", "Blues"), ("norms", "Oranges")), start=1):
-        fig.add_trace(go.Heatmap(z=view[key], colorscale=scale, showscale=False,
+        fig.add_trace(go.Heatmap(z=np.asarray(view[key], dtype=np.float32), colorscale=scale, showscale=False,
                                  hovertemplate="query %{y} key %{x}: %{z:.3f}<extra></extra>"), 1, col)
         fig.update_xaxes(title_text="key", **ticks(labels), row=1, col=col)
         fig.update_yaxes(title_text="query", autorange="reversed", **ticks(labels), row=1, col=col)
@@ -106,10 +108,10 @@ def pca_figure(view: dict, labels: list[str]) -> str:
     fig = make_subplots(1, len(stages), subplot_titles=[s["hook"] for s in stages])
     for col, stage in enumerate(stages, start=1):
         if stage["background"]:
-            x, y = zip(*stage["background"])
+            x, y = np.asarray(stage["background"], dtype=np.float32).T
             fig.add_trace(go.Scatter(x=x, y=y, mode="markers", marker={"color": "#ccc", "size": 3},
                                      name="validation", showlegend=col == 1, hoverinfo="skip"), 1, col)
-        x, y = zip(*stage["xy"])
+        x, y = np.asarray(stage["xy"], dtype=np.float32).T
         fig.add_trace(go.Scatter(x=x, y=y, mode="lines+markers+text", text=[shown(t) for t in labels],
                                  textposition="top center", textfont={"size": 9}, line={"color": "#999", "width": 1},
                                  marker={"color": list(range(len(labels))), "colorscale": "Viridis", "size": 7},
@@ -125,7 +127,7 @@ def heatmap_figure(z, labels: list[str], title: str, ylabel: str, yticks: list[s
                    scale: str = "RdBu_r", zmid: float | None = 0) -> str:
     import plotly.graph_objects as go
 
-    fig = go.Figure(go.Heatmap(z=z, colorscale=scale, zmid=zmid))
+    fig = go.Figure(go.Heatmap(z=np.asarray(z, dtype=np.float32), colorscale=scale, zmid=zmid))
     fig.update_xaxes(**ticks(labels))
     if yticks:
         fig.update_yaxes(tickvals=list(range(len(yticks))), ticktext=yticks)
