@@ -136,7 +136,7 @@ def test_bad_input_is_shown_not_crashed(client, roots):
 def test_static_index_links_files_relatively(roots, tmp_path):
     from interp.explorer.cli import write_index
 
-    outputs, multirun, run, _ = roots
+    outputs, multirun, _, _ = roots
     index = write_index(tmp_path / "index.html", [outputs, multirun])
     html = index.read_text()
     links = re.findall(r"href='([^']+)'", html)
@@ -159,7 +159,8 @@ def test_views_fit_lstm_kgram_and_arithmetic_models(tmp_path):
     lstm = prompt_views(loaded({"arch": "lstm", "d_vocab": 512, "d_embed": 8, "d_hidden": 16, "n_layers": 2,
                                 "dropout": 0.0}, tok), PROMPT)
     n = len(lstm["tokens"])
-    assert len(lstm["lstm"]["data"]) == 2 and len(lstm["lstm"]["data"][0]) == 16 and len(lstm["lstm"]["data"][0][0]) == n
+    layers = lstm["lstm"]["data"]   # per layer [neuron, position]
+    assert len(layers) == 2 and len(layers[0]) == 16 and len(layers[0][0]) == n
     assert "attention heads" in lstm["attention"]["reason"] and len(lstm["pca"]["data"]["stages"]) == 3
     kgram = prompt_views(loaded({"arch": "kgram", "d_vocab": 512, "k": 3, "d_embed": 8, "d_hidden": 16}, tok), PROMPT)
     share = kgram["kgram"]["data"]["share"]

@@ -65,8 +65,9 @@ def create_app(roots: list[Path], device: str = "cpu", sae: dict | None = None) 
                 if "inputs" in params:
                     result = row_views(loaded, params["inputs"])
                 elif params.get("prompt"):
+                    k = min(50, max(1, int(params.get("k", 5) or 5)))
                     result = prompt_views(loaded, params["prompt"], layer=int(params.get("layer", 0) or 0),
-                                          head=int(params.get("head", 0) or 0), k=int(params.get("k", 5) or 5))
+                                          head=int(params.get("head", 0) or 0), k=k)
                 else:
                     return None, None, loaded
             except (InterpError, ValueError) as e:

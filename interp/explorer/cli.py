@@ -53,9 +53,14 @@ def bind(host: str, port: int) -> socket.socket:
 
 def serve(args) -> None:
     import torch
-    import uvicorn
 
-    from interp.explorer.app import create_app
+    try:
+        import uvicorn
+
+        from interp.explorer.app import create_app
+    except ImportError as e:
+        raise ConfigError(f"the explorer needs Starlette and uvicorn ({e}). "
+                          "Fix: pip install -e \".[explore]\".") from None
 
     # One prompt at a time on small models: one thread answers fastest (measured 0.05 s vs 0.2-0.6 s
     # for a 17-token prompt on lm_mix with two busy cores), and leaves the other cores alone.

@@ -1,7 +1,8 @@
 """HTML of the explorer: the start page (also written as a static index.html) and a run's page.
 
-Figures are plotly divs (numpy arrays, which plotly writes as compact typed arrays); the page loads plotly.js from the app itself (`/static/plotly.min.js`, the
-copy inside the plotly package), so nothing comes from the network.
+Figures are plotly divs (numpy arrays, which plotly writes as compact typed arrays); the page loads
+plotly.js from the app itself (`/static/plotly.min.js`, the copy inside the plotly package), so nothing
+comes from the network.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from urllib.parse import urlencode
 import numpy as np
 
 from interp.explorer.listing import RunInfo, SweepInfo
+from interp.explorer.views import SAE_TOP
 
 STYLE = """body{font-family:sans-serif;margin:1.5em;max-width:1400px}table{border-collapse:collapse;margin:.5em 0}
 td,th{border:1px solid #ccc;padding:2px 6px;font-size:13px;vertical-align:top}th{background:#f3f3f3}
@@ -60,8 +62,8 @@ def run_rows(runs: list[RunInfo], file_url, run_url) -> str:
 def start_page(runs: list[RunInfo], sweeps: list[SweepInfo], roots: list[Path], file_url: Callable[[Path], str],
                run_url: Callable[[Path], str] | None) -> str:
     """The list of runs and sweeps. `run_url` None: a static page (no prompts, files linked directly)."""
-    parts = [f"<h1>interp runs</h1><p>under {escape(', '.join(map(str, roots)))}: {len(runs)} runs, "
-             f"{len(sweeps)} sweeps.</p>"]
+    where = escape(", ".join(map(str, roots)))
+    parts = [f"<h1>interp runs</h1><p>under {where}: {len(runs)} runs, {len(sweeps)} sweeps.</p>"]
     if run_url is None:
         parts.append("<p>A static listing. <code>python analyze.py serve</code> opens the explorer, where a "
                      "run's model can be given prompts.</p>")
@@ -154,8 +156,9 @@ def sae_table(view: dict, file_url) -> str:
         feats = ", ".join(
             (f"<a href='{escape(file_url(Path(f['dashboard'])))}'>f{f['feature']}</a>" if f["dashboard"] else
              f"f{f['feature']}") + f" ({f['act']:.3g})" for f in row["features"])
-        body.append(f"<tr><td class='tok'>{escape(shown(row['token']))}</td><td>{row['n_active']}</td><td>{feats}</td></tr>")
-    return (f"<p>SAE on <code>{escape(view['hook'])}</code>, {view['d_sae']} features; top {len(view['tokens'][0]['features']) if view['tokens'] else 0} "
+        body.append(f"<tr><td class='tok'>{escape(shown(row['token']))}</td><td>{row['n_active']}</td>"
+                    f"<td>{feats}</td></tr>")
+    return (f"<p>SAE on <code>{escape(view['hook'])}</code>, {view['d_sae']} features; the top {SAE_TOP} active "
             "per token (linked when a dashboard exists in figures/dashboard/).</p><table class='sae'><tr><th>token</th>"
             f"<th>active</th><th>features (activation)</th></tr>{''.join(body)}</table>")
 
@@ -190,8 +193,8 @@ def prompt_sections(result: dict, file_url) -> str:
 
 
 def row_sections(result: dict, file_url) -> str:
-    parts = [f"<p>inputs {result['inputs']}: prediction <b>{result['prediction']:.3f}</b>, "
-             f"answer |col1[ptr1] - col2[ptr2]| = <b>{result['answer']}</b></p>"]
+    parts = [(f"<p>inputs {result['inputs']}: prediction <b>{result['prediction']:.3f}</b>, "
+              f"answer |col1[ptr1] - col2[ptr2]| = <b>{result['answer']}</b></p>")]
     for hook, acts in result["hidden"].items():
         parts.append(heatmap_figure([acts], [str(i) for i in range(len(acts))], f"{hook} activations", "",
                                     scale="Viridis", zmid=None))
@@ -219,7 +222,8 @@ def run_page(info: RunInfo, kind: str, form: dict, result: dict | None, error: s
     body = [f"<p><a href='/'>all runs</a></p><h1>{escape(str(info.path))}</h1>",
             f"<p>task {escape(info.task)}, model {escape(info.model)}, data {escape(info.data)}</p>",
             f"<p>{metrics_cell(info.metrics)}</p><p>figures: {figures_cell(info, file_url) or 'none'}</p>",
-            f"<form method='get' action='/run' id='prompt-form'>{hidden}{fields} <button type='submit'>Show</button></form>"]
+            f"<form method='get' action='/run' id='prompt-form'>{hidden}{fields} "
+            "<button type='submit'>Show</button></form>"]
     if error:
         body.append(f"<p class='problem' id='error'>{escape(error)}</p>")
     if result is not None:
