@@ -222,8 +222,8 @@ def run_page(info: RunInfo, kind: str, form: dict, result: dict | None, error: s
     body = [f"<p><a href='/'>all runs</a></p><h1>{escape(str(info.path))}</h1>",
             f"<p>task {escape(info.task)}, model {escape(info.model)}, data {escape(info.data)}</p>",
             f"<p>{metrics_cell(info.metrics)}</p><p>figures: {figures_cell(info, file_url) or 'none'}</p>",
-            f"<form method='get' action='/run' id='prompt-form'>{hidden}{fields} "
-            "<button type='submit'>Show</button></form>"]
+            (f"<form method='get' action='/run' id='prompt-form'>{hidden}{fields} "
+             "<button type='submit'>Show</button></form>")]
     if error:
         body.append(f"<p class='problem' id='error'>{escape(error)}</p>")
     if result is not None:
