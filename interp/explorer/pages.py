@@ -130,11 +130,12 @@ def heatmap_figure(z, labels: list[str], title: str, ylabel: str, yticks: list[s
     import plotly.graph_objects as go
 
     fig = go.Figure(go.Heatmap(z=np.asarray(z, dtype=np.float32), colorscale=scale, zmid=zmid))
-    fig.update_xaxes(**ticks(labels))
+    if len(labels) <= 80:   # beyond that tick labels overlap
+        fig.update_xaxes(**ticks(labels))
     if yticks:
         fig.update_yaxes(tickvals=list(range(len(yticks))), ticktext=yticks)
     fig.update_layout(title=title, yaxis_title=ylabel, height=min(700, 250 + 3 * len(z)),
-                      width=max(600, 300 + 16 * len(labels)), margin={"t": 40})
+                      width=min(1300, max(600, 300 + 16 * len(labels))), margin={"t": 40})
     return figure_html(fig)
 
 
