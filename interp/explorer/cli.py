@@ -76,7 +76,7 @@ def serve(args) -> None:
     app = create_app(roots, device=args.device, sae=sae_spec(args.sae))
     host = f"[{args.host}]" if ":" in args.host else args.host
     print(f"explorer: http://{host}:{port}/  (runs under {', '.join(map(str, roots))}; Ctrl-C stops it)", flush=True)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=5))
     server.run(sockets=[sock])
 
 
