@@ -8,6 +8,8 @@ reads a long text. See README.md.
 
 `python analyze.py compare <sweep dir | run dirs>` compares runs offline (interp.compare): a table of
 the parameters that differ against the final metrics, overlaid training curves, SAE Pareto plots.
+`python analyze.py serve` starts the explorer (a local web app over the runs); `python analyze.py
+index` writes its start page as a static index.html (interp/explorer/cli.py).
 """
 
 import interp.hugepages  # noqa: F401  (first: huge pages for large tensors, set before torch loads)
@@ -33,6 +35,11 @@ if __name__ == "__main__":
         from interp.compare import main as compare
 
         compare(sys.argv[2:])
+        sys.exit(0)
+    if sys.argv[1:2] in (["serve"], ["index"]):   # the explorer: argparse options, not Hydra overrides
+        from interp.explorer.cli import main as explorer
+
+        exit_on_user_error(explorer)(sys.argv[1:])
         sys.exit(0)
     from interp.analyzing import TEXT_OPTIONS, entry_keys
     from interp.cli import bare_names_to, check_override_syntax, plus_new_keys, quote_text_options

@@ -6,6 +6,7 @@ and notebooks can call it too.
 
 import logging
 from pathlib import Path
+from urllib.parse import urlencode
 
 import hydra
 import pytorch_lightning as pl
@@ -192,3 +193,9 @@ def print_summary(run_dir: Path, metrics: dict) -> None:
     console = Console()
     console.print(table)
     console.print(f"run directory: [bold]{run_dir}[/bold]")
+    figures = sorted(p.name for p in (run_dir / FIGURES_DIR).glob("*") if p.is_dir())
+    if figures:
+        console.print(f"figures: {run_dir / FIGURES_DIR}/ ({', '.join(figures)})", soft_wrap=True)
+    # The explorer's URL for this run (interp.explorer; its default port). Prints, does not import it.
+    console.print(f"explore it: python analyze.py serve, then open "
+                  f"http://127.0.0.1:8050/run?{urlencode({'path': str(run_dir)})}", soft_wrap=True)

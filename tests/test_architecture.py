@@ -22,7 +22,7 @@ LAYERS = [
     ["interp.callbacks", "interp.registry"],
     ["interp.runs"],
     ["interp.training", "interp.analyzing", "interp.resume", "interp.cli", "interp.sweep", "interp.reproduce",
-     "interp.compare"],
+     "interp.compare", "interp.explorer"],
 ]
 # Within a layer, packages that must not import each other at all.
 NEVER = {("interp.runs", "interp.sae"), ("interp.sae", "interp.runs"), ("interp.sae", "interp.analyses"),

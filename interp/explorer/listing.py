@@ -1,0 +1,122 @@
+"""Runs and sweeps under the outputs folders, read from their files alone (no model is loaded).
+
+A run directory is any folder with Hydra's `.hydra/`, a `config.yaml` or `checkpoints/`; a sweep is a
+folder holding Hydra's `multirun.yaml` and its jobs. A run whose files are missing or unreadable is
+listed with a `problem` instead of failing the whole listing (a run still training has no metrics.json).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from interp.errors import RunDirError
+from interp.run_dir import CONFIG_FILE, FIGURES_DIR, METRICS_FILE
+
+# The metrics worth a column on the start page, in this order, when a run has them.
+KEY_METRICS = ("val/loss", "val/ppl", "val/acc", "val/exact_match", "val/explained_variance", "val/l0",
+               "val/ce_loss_score", "val/mse")
+FIGURE_SUFFIXES = (".png", ".html", ".md")
+SWEEP_FILE = "multirun.yaml"
+
+
+@dataclass
+class RunInfo:
+    path: Path                       # as found under its root (relative if the root is)
+    task: str = "?"
+    model: str = "?"
+    data: str = "?"
+    metrics: dict = field(default_factory=dict)
+    figures: list[Path] = field(default_factory=list)
+    problem: str | None = None       # why the run cannot be opened, or what is missing
+    sweep: Path | None = None
+
+
+@dataclass
+class SweepInfo:
+    path: Path
+    jobs: list[RunInfo]
+    reports: list[Path]              # comparison reports (`analyze.py compare`), when present
+
+
+def is_run_dir(path: Path) -> bool:
+    return any((path / name).exists() for name in (".hydra", CONFIG_FILE, "checkpoints"))
+
+
+def read_run(path: Path, sweep: Path | None = None) -> RunInfo:
+    """What the start page shows of one run; never raises (a broken run gets `problem`)."""
+    info = RunInfo(path=path, sweep=sweep)
+    if not path.is_dir():
+        info.problem = "the directory is gone"
+        return info
+    try:
+        config = yaml.safe_load((path / CONFIG_FILE).read_text()) or {}
+        choices = (config.get("run_meta") or {}).get("choices") or {}
+        info.task = choices.get("task") or config.get("task", {}).get("name", "?")
+        info.model = choices.get("model") or config.get("model", {}).get("arch", "?")
+        info.data = config.get("data", {}).get("name") or choices.get("data", "?")   # an SAE run: its base's
+        if base := config.get("base"):   # an SAE run: which SAE on which model
+            sae = config.get("sae") or {}
+            info.model = f"{sae.get('architecture', '?')} SAE at {sae.get('hook', '?')} of {base.get('run_name', '?')}"
+    except FileNotFoundError:
+        info.problem = f"no {CONFIG_FILE}: half-written (the run never got past start-up)"
+    except (OSError, yaml.YAMLError, AttributeError) as e:
+        info.problem = f"{CONFIG_FILE} is unreadable ({type(e).__name__})"
+    try:
+        metrics = json.loads((path / METRICS_FILE).read_text())
+        info.metrics = {k: metrics[k] for k in KEY_METRICS if k in metrics}
+    except FileNotFoundError:
+        info.problem = info.problem or f"no {METRICS_FILE}: still training, or stopped before the end"
+    except (OSError, ValueError) as e:
+        info.problem = info.problem or f"{METRICS_FILE} is unreadable ({type(e).__name__})"
+    if info.problem is None and not (path / "checkpoints" / "last.ckpt").is_file():
+        info.problem = "no checkpoints/last.ckpt: the model cannot be loaded"
+    figures = path / FIGURES_DIR
+    if figures.is_dir():
+        info.figures = sorted(p for p in figures.rglob("*") if p.suffix in FIGURE_SUFFIXES and p.is_file())
+    return info
+
+
+def scan(roots: list[Path]) -> tuple[list[RunInfo], list[SweepInfo]]:
+    """(runs outside sweeps, sweeps with their jobs) under `roots`, newest first."""
+    runs, sweeps = [], []
+    for root in roots:
+        if not root.is_dir():
+            continue
+        for dirpath, dirnames, _ in os.walk(root):
+            here = Path(dirpath)
+            dirnames.sort()
+            if (here / SWEEP_FILE).is_file():
+                jobs = [read_run(here / d, sweep=here) for d in dirnames if is_run_dir(here / d)]
+                sweeps.append(SweepInfo(here, jobs, comparison_reports(here)))
+                dirnames.clear()
+            elif here != root and is_run_dir(here):
+                runs.append(read_run(here))
+                dirnames.clear()   # a run's own folders (figures, wandb, ...) hold no runs
+            else:
+                dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+    runs.sort(key=lambda r: str(r.path), reverse=True)
+    sweeps.sort(key=lambda s: str(s.path), reverse=True)
+    return runs, sweeps
+
+
+def comparison_reports(sweep: Path) -> list[Path]:
+    """Files in a sweep folder (or a `compare*` folder in it) that look like a comparison report."""
+    found = [p for p in sweep.glob("compar*") if p.is_file() and p.suffix in FIGURE_SUFFIXES]
+    for folder in (p for p in sweep.glob("compar*") if p.is_dir()):
+        found += [p for p in folder.iterdir() if p.suffix in (".html", ".md")]
+    return sorted(found)
+
+
+def inside(path: str | Path, roots: list[Path]) -> Path:
+    """`path` resolved, if it lies inside one of `roots` (symlinks followed); RunDirError otherwise."""
+    resolved = Path(path).resolve()
+    for root in roots:
+        if resolved.is_relative_to(root.resolve()):
+            return resolved
+    raise RunDirError(f"{str(path)!r} is outside the outputs folders ({', '.join(map(str, roots))}). "
+                      "Fix: open a run listed on the start page.")

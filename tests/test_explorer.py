@@ -1,0 +1,250 @@
+"""The explorer (`analyze.py serve` / `index`) on a real trained run, and the default experiment's
+end-of-training analyses (the same run: the default experiment at debug sizes, analyses kept).
+
+The HTTP tests drive the app's endpoints in-process (Starlette's TestClient); the browser test starts
+`analyze.py serve` on a free port and drives Debian's Chromium through Playwright (skipped, with the
+reason, where either is missing). Screenshots go to $INTERP_TEST_ARTIFACTS (default test-artifacts/).
+"""
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import REPO
+
+PROMPT = "def add(a, b):\n    return a + b"
+CHROMIUM = "/usr/bin/chromium"
+# The default experiment at debug=fast sizes, but keeping its analyses (debug=fast drops them).
+SMALL_DEFAULT = ["trainer.max_steps=6", "trainer.val_check_interval=3", "trainer.limit_val_batches=2",
+                 "trainer.enable_progress_bar=false", "data.batch_size=4", "data.max_files=24",
+                 "data.max_val_chunks=16", "logger=none"]
+
+
+@pytest.fixture(scope="module")
+def roots(tmp_path_factory, run_train):
+    """outputs/ with the trained run and a half-written one; multirun/ with a sweep (report + a job that
+    never finished). Returns (outputs, multirun, trained run dir, train.py's stdout)."""
+    base = tmp_path_factory.mktemp("explorer")
+    outputs, multirun = base / "outputs", base / "multirun"
+    run = outputs / "2026-01-01" / "10-00-00_first"
+    proc = run_train(*SMALL_DEFAULT, run_dir=run)
+    half = outputs / "2026-01-01" / "11-00-00_half"
+    (half / ".hydra").mkdir(parents=True)
+    sweep = multirun / "2026-01-02" / "09-00-00_sweep"
+    (sweep / "0").mkdir(parents=True)
+    (sweep / "multirun.yaml").write_text("hydra: {}\n")
+    shutil.copy(run / "config.yaml", sweep / "0" / "config.yaml")
+    (sweep / "comparison.html").write_text("<html>comparison</html>")
+    return outputs, multirun, run, proc.stdout
+
+
+@pytest.fixture(scope="module")
+def client(roots):
+    from starlette.testclient import TestClient
+
+    from interp.explorer.app import create_app
+
+    return TestClient(create_app([roots[0], roots[1]]))
+
+
+def expected_tokens(run: Path) -> list[str]:
+    from interp.data.tokenizer import Tokenizer
+
+    tok = Tokenizer(yaml.safe_load((run / "config.yaml").read_text())["data"]["vocab_size"])
+    return tok.decode_tokens([tok.eot_id] + tok.encode(PROMPT))
+
+
+@pytest.mark.slow
+def test_default_experiment_ends_with_its_analyses_and_says_where(roots):
+    _, _, run, stdout = roots
+    for figure in ("attention_grid/block_0_grid.png", "attention_grid/block_1_grid.png",
+                   "induction/induction.png", "ngram/results.json"):
+        assert (run / "figures" / figure).is_file(), figure
+    metrics = __import__("json").loads((run / "metrics.json").read_text())
+    assert metrics["analysis/ngram/bigram_ce"] < metrics["analysis/ngram/unigram_ce"]
+    assert "analysis/induction/induction/L1H0" in metrics
+    last = stdout.strip().splitlines()[-3:]
+    assert last[1].startswith(f"figures: {run / 'figures'}/ (attention_grid, induction, ngram)"), last
+    assert "python analyze.py serve" in last[2] and "/run?path=" in last[2], last
+
+
+@pytest.mark.slow
+def test_start_page_lists_runs_sweeps_and_broken_runs(client, roots):
+    outputs, multirun, run, _ = roots
+    listing = client.get("/api/runs").json()
+    by_path = {r["path"]: r for r in listing["runs"]}
+    good, half = by_path[str(run)], by_path[str(outputs / "2026-01-01" / "11-00-00_half")]
+    assert (good["task"], good["model"], good["data"], good["problem"]) == ("lm", "transformer_2l", "code", None)
+    assert good["metrics"]["val/loss"] > 0 and any(f.endswith("block_0_grid.png") for f in good["figures"])
+    assert "half-written" in half["problem"]
+    [sweep] = listing["sweeps"]
+    assert sweep["reports"] == [str(multirun / "2026-01-02" / "09-00-00_sweep" / "comparison.html")]
+    assert "still training" in sweep["jobs"][0]["problem"]
+    html = client.get("/").text
+    assert str(run) in html and "half-written" in html and "comparison.html" in html
+    assert client.get("/run", params={"path": half["path"]}).status_code == 409
+    assert client.get("/run", params={"path": str(outputs / "gone")}).status_code == 404
+
+
+@pytest.mark.slow
+def test_prompt_endpoints_give_attention_pca_and_topk(client, roots):
+    run = roots[2]
+    r = client.get("/api/prompt", params={"path": str(run), "prompt": PROMPT, "layer": 1, "head": 3, "k": 4})
+    assert r.status_code == 200, r.text
+    views = r.json()
+    tokens = expected_tokens(run)
+    n = len(tokens)
+    assert views["tokens"] == tokens and views["notice"] is None
+    attention = views["attention"]["data"]
+    assert (attention["layer"], attention["head"]) == (1, 3)
+    assert len(attention["weights"]) == n and all(abs(sum(row) - 1) < 1e-4 for row in attention["weights"])
+    assert [s["hook"] for s in views["pca"]["data"]["stages"]] == [
+        "blocks.0.hook_resid_pre", "blocks.0.hook_resid_post", "blocks.1.hook_resid_post"]
+    assert all(len(s["xy"]) == n and len(s["background"]) > 0 for s in views["pca"]["data"]["stages"])
+    topk = views["topk"]["data"]
+    assert [row["input"] for row in topk] == tokens and all(len(row["top"]) == 4 for row in topk)
+    assert topk[0]["actual_next"] == tokens[1] and topk[-1]["actual_next"] is None
+    assert "no SAE" in views["sae_features"]["reason"] and "LSTM" in views["lstm"]["reason"]
+    html = client.get("/run", params={"path": str(run), "prompt": PROMPT}).text
+    assert "id='attention'" in html and "class='topk'" in html and "plotly.min.js" in html
+
+
+@pytest.mark.slow
+def test_bad_input_is_shown_not_crashed(client, roots):
+    outputs, _, run, _ = roots
+    long = client.get("/api/prompt", params={"path": str(run), "prompt": "x = 1\n" * 300}).json()
+    assert len(long["tokens"]) == 256 and "only the first 256" in long["notice"]
+    bad_head = client.get("/api/prompt", params={"path": str(run), "prompt": "a", "head": 9}).json()
+    assert "head 9 does not exist" in bad_head["attention"]["reason"] and "data" in bad_head["topk"]
+    assert "empty" in client.get("/api/prompt", params={"path": str(run), "prompt": ""}).json()["error"]
+    assert "arithmetic MLP" in client.get("/api/row", params={"path": str(run), "inputs": "1 2"}).json()["error"]
+    for path in ("/etc", str(outputs / ".." / ".."), str(run / ".." / ".." / ".." / "x")):
+        assert client.get("/run", params={"path": path}).status_code == 403
+    assert client.get("/file", params={"path": str(outputs / ".." / "x")}).status_code == 403
+    png = client.get("/file", params={"path": str(run / "figures" / "attention_grid" / "block_0_grid.png")})
+    assert png.status_code == 200 and png.headers["content-type"] == "image/png"
+    js = client.get("/static/plotly.min.js")
+    assert js.status_code == 200 and "plotly" in js.text[:2000].lower()
+
+
+@pytest.mark.slow
+def test_static_index_links_files_relatively(roots, tmp_path):
+    from interp.explorer.cli import write_index
+
+    outputs, multirun, _, _ = roots
+    index = write_index(tmp_path / "index.html", [outputs, multirun])
+    html = index.read_text()
+    links = re.findall(r"href='([^']+)'", html)
+    assert any(link.endswith("block_0_grid.png") for link in links) and "/run?" not in html
+    assert all((index.parent / link).is_file() for link in links), links
+
+
+def test_views_fit_lstm_kgram_and_arithmetic_models(tmp_path):
+    """Untrained models of each kind through the same views (no training needed to check the wiring)."""
+    from interp.data.tokenizer import Tokenizer
+    from interp.explorer.views import Loaded, prompt_views, row_views
+    from interp.models import build_model
+    from interp.run_dir import LoadedRun
+
+    def loaded(model_cfg, tokenizer):
+        run = LoadedRun(tmp_path, {}, build_model(model_cfg).eval(), tokenizer, tmp_path / "x.ckpt", 0)
+        return Loaded(tmp_path, run, bases={}, basis_note="axes fitted on the prompt")
+
+    tok = Tokenizer(512)
+    lstm = prompt_views(loaded({"arch": "lstm", "d_vocab": 512, "d_embed": 8, "d_hidden": 16, "n_layers": 2,
+                                "dropout": 0.0}, tok), PROMPT)
+    n = len(lstm["tokens"])
+    layers = lstm["lstm"]["data"]   # per layer [neuron, position]
+    assert len(layers) == 2 and len(layers[0]) == 16 and len(layers[0][0]) == n
+    assert "attention heads" in lstm["attention"]["reason"] and len(lstm["pca"]["data"]["stages"]) == 3
+    kgram = prompt_views(loaded({"arch": "kgram", "d_vocab": 512, "k": 3, "d_embed": 8, "d_hidden": 16}, tok), PROMPT)
+    share = kgram["kgram"]["data"]["share"]
+    assert kgram["kgram"]["data"]["slots"] == ["t-2", "t-1", "t-0"] and len(share[0]) == n
+    assert all(abs(sum(col) - 1) < 1e-4 for col in zip(*share))
+    # A pretrained SAE (SAELens folder) given to the explorer, on the LSTM's last layer; dashboards linked.
+    from sae_lens import StandardSAE, StandardSAEConfig
+
+    from interp.explorer.views import Models
+
+    sae = StandardSAE(StandardSAEConfig(d_in=16, d_sae=64))
+    sae.cfg.metadata.hook_name = "blocks.1.hook_hidden"
+    sae.save_model(tmp_path / "sae_run" / "sae")
+    (tmp_path / "sae_run" / "figures" / "dashboard").mkdir(parents=True)
+    models = Models(sae={"path": str(tmp_path / "sae_run" / "sae")})
+    with_sae = models.with_sae(loaded({"arch": "lstm", "d_vocab": 512, "d_embed": 8, "d_hidden": 16, "n_layers": 2,
+                                       "dropout": 0.0}, tok))
+    assert with_sae.run.sae.cfg.d_sae == 64
+    features = prompt_views(with_sae, PROMPT)["sae_features"]["data"]
+    top = max((f for row in features["tokens"] for f in row["features"]), key=lambda f: f["act"])
+    (tmp_path / "sae_run" / "figures" / "dashboard" / f"feature_{top['feature']}.html").write_text("<html></html>")
+    linked = prompt_views(with_sae, PROMPT)["sae_features"]["data"]
+    assert features["hook"] == "blocks.1.hook_hidden" and len(features["tokens"]) == n
+    assert any(f["dashboard"] and f["feature"] == top["feature"] for row in linked["tokens"] for f in row["features"])
+    misfit = models.with_sae(loaded({"arch": "kgram", "d_vocab": 512, "k": 3, "d_embed": 8, "d_hidden": 16}, tok))
+    assert "does not fit this model" in prompt_views(misfit, PROMPT)["sae_features"]["reason"]
+
+    mlp = loaded({"arch": "arithmetic_mlp", "n_values": 4, "d_hidden": [32, 8]}, None)
+    row = row_views(mlp, "3 1 4 1 2 5 9 2 6 0")   # col1[2] = 4, col2[0] = 5
+    assert row["answer"] == 1 and len(row["hidden"]["blocks.0.hook_post"]) == 32
+    with pytest.raises(Exception, match="10 integers"):
+        row_views(mlp, "3 1 4 1 9 5 9 2 6 0")   # pointer 9 is out of range
+
+
+def browser_or_skip():
+    if not Path(CHROMIUM).is_file():
+        pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium); the HTTP tests above cover the endpoints")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.skip("playwright is not installed (pip install -e '.[test]'); the HTTP tests cover the endpoints")
+    return sync_playwright
+
+
+@pytest.mark.slow
+def test_browser_lists_runs_and_renders_a_prompt(roots, train_env):
+    from interp.explorer import pages
+
+    sync_playwright = browser_or_skip()
+    outputs, multirun, run, _ = roots
+    shots = Path(os.environ.get("INTERP_TEST_ARTIFACTS", REPO / "test-artifacts")) / "explorer"
+    shots.mkdir(parents=True, exist_ok=True)
+    server = subprocess.Popen([sys.executable, str(REPO / "analyze.py"), "serve", "--port", "0", "--root", str(outputs),
+                               "--root", str(multirun)], cwd=REPO, env=train_env, stdout=subprocess.PIPE, text=True)
+    try:
+        url = re.search(r"http://\S+/", server.stdout.readline()).group(0)
+        shown = [pages.shown(t) for t in expected_tokens(run)]   # '·' for spaces, '\\n' for newlines
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+            page = browser.new_page(viewport={"width": 1300, "height": 900})
+            page.set_default_timeout(300_000)   # the first prompt fits the PCA basis; shared CPUs are slow
+            page.goto(url)
+            assert page.locator("tr.run").count() == 3   # the run, the half-written one, the sweep's job
+            page.screenshot(path=shots / "start.png", full_page=True)
+            page.click(f"a:text('{run}')")
+            page.fill("textarea[name=prompt]", PROMPT)
+            page.click("button[type=submit]")
+            page.wait_for_selector("#pca .main-svg")
+            page.select_option("select[name=layer]", "1")   # submits the form: layer 1's heads
+            page.wait_for_selector("#attention .main-svg")
+            assert page.locator("#attention .gtitle").first.text_content() == "layer 1 head 0"
+            ticks = page.locator("#attention .xtick text").all_text_contents()
+            assert ticks == shown and "·return" in shown
+            labels = page.locator("#pca .textpoint text").all_text_contents()
+            assert labels == shown * 3   # one path per stage
+            rows = page.locator("table.topk tr").all_inner_texts()
+            assert [row.split("\t")[1] for row in rows[1:]] == shown
+            page.screenshot(path=shots / "prompt.png", full_page=True)
+            browser.close()
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:   # still answering a request
+            server.kill()
+            server.wait()
+    assert (shots / "prompt.png").stat().st_size > 10_000
