@@ -60,7 +60,7 @@ def serve(args) -> None:
         from interp.explorer.app import create_app
     except ImportError as e:
         raise ConfigError(f"the explorer needs Starlette and uvicorn ({e}). "
-                          "Fix: pip install -e \".[explore]\".") from None
+                          "Fix: pip install -e . (they are dependencies of interp).") from None
 
     # One prompt at a time on small models: one thread answers fastest (measured 0.05 s vs 0.2-0.6 s
     # for a 17-token prompt on lm_mix with two busy cores), and leaves the other cores alone.
