@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 from conftest import REPO
 
@@ -191,8 +192,26 @@ def test_views_fit_lstm_kgram_and_arithmetic_models(tmp_path):
     mlp = loaded({"arch": "arithmetic_mlp", "n_values": 4, "d_hidden": [32, 8]}, None)
     row = row_views(mlp, "3 1 4 1 2 5 9 2 6 0")   # col1[2] = 4, col2[0] = 5
     assert row["answer"] == 1 and len(row["hidden"]["blocks.0.hook_post"]) == 32
-    with pytest.raises(Exception, match="10 integers"):
+    assert "needs an SAE" in row["probe"]["reason"]
+    with pytest.raises(Exception, match="points beyond its column"):
         row_views(mlp, "3 1 4 1 9 5 9 2 6 0")   # pointer 9 is out of range
+    # With an SAE on its hidden layer: seed S4's feature probe, as the feature_probe analysis computes it.
+    from interp.analyses import alignment, feature_probe
+    from interp.data import build_datamodule
+
+    mlp.run.config = {"seed": 0, "data": {"name": "arithmetic", "num_train": 64, "num_val": 16, "num_test": 512,
+                                          "batch_size": 16}}
+    mlp.run.sae = StandardSAE(StandardSAEConfig(d_in=32, d_sae=48))
+    mlp.run.sae.cfg.metadata.hook_name = "blocks.0.hook_post"
+    probe = row_views(mlp, "3,1,4,1,2,5,9,2,6,0")["probe"]["data"]
+    dm = build_datamodule(mlp.run.config["data"], seed=0)
+    dm.setup("validate")
+    test_x = torch.as_tensor(dm.test_ds.arrays["x"])
+    labels = alignment.score(alignment.feature_activations(mlp.run.model, mlp.run.sae, test_x),
+                             alignment.task_variables(test_x)).unit_labels()
+    direct = feature_probe.probe(mlp.run.model, mlp.run.sae, torch.tensor([[3, 1, 4, 1, 2, 5, 9, 2, 6, 0]]), labels, 5)
+    assert probe["top_features"] == direct["top_features"] and probe["expected"] == 1.0
+    assert probe["report"].startswith("--- Interpretability Report ---")
 
 
 def browser_or_skip():

@@ -200,6 +200,7 @@ def row_sections(result: dict, file_url) -> str:
         parts.append(heatmap_figure([acts], [str(i) for i in range(len(acts))], f"{hook} activations", "",
                                     scale="Viridis", zmid=None))
     parts.append(section("sae_features", "SAE features", result["sae_features"], lambda v: sae_table(v, file_url)))
+    parts.append(section("probe", "Feature probe", result["probe"], lambda v: f"<pre>{escape(v['report'])}</pre>"))
     return "".join(parts)
 
 

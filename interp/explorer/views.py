@@ -6,7 +6,7 @@
 - LSTMs: hidden states per layer (analyses.lstm_hidden); k-gram MLPs: which window slot drives each
   prediction (analyses.kgram_attribution),
 - SAE runs: the features active on each token, with their dashboard when one exists,
-- the arithmetic MLP: its ten inputs -> prediction, hidden layers and SAE features.
+- the arithmetic MLP: its ten inputs -> prediction, hidden layers, SAE features and the feature probe.
 A view that does not fit the model carries the reason instead of data.
 """
 
@@ -24,6 +24,7 @@ from interp.run_dir import FIGURES_DIR
 PCA_ROWS = 2000         # validation activations the PCA basis is fitted on
 BACKGROUND = 300        # of which are drawn grey behind the prompt
 SAE_TOP = 5             # features shown per token
+PROBE_ROWS = 4096       # test rows that label the arithmetic SAE's features for the feature probe
 
 
 @dataclass
@@ -37,6 +38,7 @@ class Loaded:
     basis_note: str | None = None
     sae_note: str | None = None               # why a pretrained SAE given to the explorer does not fit
     dashboards: Path | None = None            # where feature_<f>.html pages are (default <run>/figures/dashboard)
+    probe_labels: list | None = None          # arithmetic SAE runs: each feature's ground-truth label
 
 
 class Models:
@@ -244,19 +246,33 @@ def prompt_views(loaded: Loaded, prompt: str, *, layer: int = 0, head: int = 0, 
 
 
 def parse_row(text: str, model) -> torch.Tensor:
-    """The arithmetic MLP's input row `[col1 (n digits), ptr1, col2 (n digits), ptr2]` from text."""
-    n_inputs, n_values = model.n_inputs, (model.n_inputs - 2) // 2
+    """The arithmetic MLP's input row from text ("8 9 5 1 3 2 9 4 7 1" or with commas), checked as the
+    feature_probe analysis checks its x=."""
+    from interp.analyses.feature_probe import parse_input
+
     try:
         values = [int(v) for v in text.replace(",", " ").split()]
     except ValueError:
-        values = []
-    pointers = (n_values, 2 * n_values + 1)
-    if len(values) != n_inputs or not all(0 <= v < model.n_classes for v in values) or \
-            any(values[p] >= n_values for p in pointers):
-        raise ConfigError(f"the inputs must be {n_inputs} integers: {n_values} digits 0-9, a pointer 0-{n_values - 1}, "
-                          f"{n_values} digits, a pointer (got {text!r}). Fix: e.g. "
-                          f"{' '.join(['3'] * n_values)} 1 {' '.join(['5'] * n_values)} 0.")
-    return torch.tensor([values])
+        values = text
+    return parse_input(values, model.n_inputs, model.n_classes)
+
+
+def probe_view(loaded: Loaded, x: torch.Tensor) -> dict:
+    """Seed S4's feature probe (analyses.feature_probe) for one row; the features' ground-truth labels
+    are scored once per run on its test rows."""
+    from interp.analyses import alignment, feature_probe
+    from interp.analyzing import subject_of
+
+    sae, model = loaded.run.sae, loaded.run.model
+    if sae is None:
+        raise NotApplicable(loaded.sae_note or "the feature probe needs an SAE run on the arithmetic MLP")
+    if loaded.probe_labels is None:
+        test_x = alignment.require_arithmetic(model, subject_of(loaded.run).datamodule, "the feature probe")
+        test_x = test_x[:PROBE_ROWS]
+        loaded.probe_labels = alignment.score(alignment.feature_activations(model, sae, test_x),
+                                              alignment.task_variables(test_x)).unit_labels()
+    p = feature_probe.probe(model, sae, x, loaded.probe_labels, SAE_TOP)
+    return {**p, "report": feature_probe.report_text(p)}
 
 
 def row_views(loaded: Loaded, text: str) -> dict:
@@ -276,4 +292,5 @@ def row_views(loaded: Loaded, text: str) -> dict:
     return {"kind": "regression", "inputs": x[0].tolist(), "prediction": prediction,
             "answer": abs(int(col1[ptr1]) - int(col2[ptr2])),
             "hidden": {h: a.tolist() for h, a in hidden.items()},
-            "sae_features": guarded(sae_view, loaded, x, ["row"])}
+            "sae_features": guarded(sae_view, loaded, x, ["row"]),
+            "probe": guarded(probe_view, loaded, x)}
