@@ -208,4 +208,4 @@ def test_feature_dashboard_and_interventions_from_the_command_line(base_runs, ru
     assert "with:" in proc.stdout and (figures / "steer" / "steer.md").exists()
     assert json.loads((figures / "attribute" / "results.json").read_text())["decomposition_residual"] < 1e-3
     proc = analyze("analysis=steer", f"feature={d_sae}")
-    assert proc.returncode == 2 and f"d_sae={d_sae}" in proc.stderr and "Fix:" in proc.stderr
+    assert proc.returncode == 2 and f"this SAE has {d_sae} features" in proc.stderr and "Fix:" in proc.stderr

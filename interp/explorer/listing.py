@@ -16,6 +16,7 @@ import yaml
 
 from interp.errors import RunDirError
 from interp.run_dir import CONFIG_FILE, FIGURES_DIR, METRICS_FILE
+from interp.sae import GROUP as SAE_GROUP  # the package init only: no torch
 
 # The metrics worth a column on the start page, in this order, when a run has them.
 KEY_METRICS = ("val/loss", "val/ppl", "val/acc", "val/exact_match", "val/explained_variance", "val/l0",
@@ -60,7 +61,7 @@ def read_run(path: Path, sweep: Path | None = None) -> RunInfo:
         info.model = choices.get("model") or config.get("model", {}).get("arch", "?")
         info.data = config.get("data", {}).get("name") or choices.get("data", "?")   # an SAE run: its base's
         if base := config.get("base"):   # an SAE run: which SAE on which model
-            sae = config.get("sae") or {}
+            sae = config.get(SAE_GROUP) or {}
             info.model = f"{sae.get('architecture', '?')} SAE at {sae.get('hook', '?')} of {base.get('run_name', '?')}"
     except FileNotFoundError:
         info.problem = f"no {CONFIG_FILE}: half-written (the run never got past start-up)"
