@@ -177,6 +177,7 @@ def _train(cfg: DictConfig, state: dict) -> dict:
         if wandb.run is not None:
             wandb.run.summary["status"] = STATUS_DONE
         write_metrics(run_dir, metrics)
+        wandb.finish()   # its closing printout first, so the run's last lines say where things are
         print_summary(run_dir, metrics)
     return metrics
 
