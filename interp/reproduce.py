@@ -19,8 +19,9 @@ from interp.errors import RunDirError
 from interp.provenance import differences, versions
 from interp.run_dir import (
     CONFIG_FILE,
-    STATUS_DONE,
     checkpoint_path,
+    flat_config,
+    is_done,
     read_metrics,
     require_run_dir,
 )
@@ -47,16 +48,10 @@ def check_target(run: str | Path) -> tuple[Path, dict]:
     config = yaml.safe_load((run / CONFIG_FILE).read_text())
     if "overrides" not in (config.get("run_meta") or {}):
         raise RunDirError(f"{run}/{CONFIG_FILE} has no run_meta.overrides. Fix: reproduce a run written by train.py.")
-    if not (run / "metrics.json").is_file() or read_metrics(run).get("status", STATUS_DONE) != STATUS_DONE:
+    if not is_done(run):
         raise RunDirError(f"{run} did not finish (no metrics.json with status done), so there is nothing to compare. "
                           "Fix: rerun it with its overrides, or reproduce a finished run.")
     return run, config
-
-
-def flatten(tree, prefix: str = "") -> dict:
-    if isinstance(tree, dict):
-        return {k: v for key, sub in tree.items() for k, v in flatten(sub, f"{prefix}{key}.").items()}
-    return {prefix[:-1]: tree}
 
 
 def config_differences(old: dict, new: dict) -> list[str]:
@@ -74,7 +69,7 @@ def config_differences(old: dict, new: dict) -> list[str]:
             return value
 
         skip = ("paths", "run_meta", "threads")   # threads: set from run_meta by reproduce()
-        return {k: local(v) for k, v in flatten({k: v for k, v in config.items() if k not in skip}).items()}
+        return {k: local(v) for k, v in flat_config({k: v for k, v in config.items() if k not in skip}).items()}
 
     a, b = leaves(old), leaves(new)
     return [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]

@@ -56,6 +56,17 @@ def write_metrics(run_dir: str | Path, metrics: dict) -> None:
     write_json(Path(run_dir) / METRICS_FILE, json_safe(metrics))
 
 
+def flat_config(config: dict, prefix: str = "") -> dict:
+    """A nested config as {"dotted.key": leaf value}, as Hydra overrides name its fields."""
+    out = {}
+    for key, value in config.items():
+        if isinstance(value, dict):
+            out.update(flat_config(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
 def read_metrics(run_dir: str | Path) -> dict:
     """metrics.json: numbers, plus "status" ("done" or "failed") and, for a failed run, "error" and
     "error_type" (strings; so are non-finite numbers, see json_safe)."""

@@ -166,10 +166,11 @@ def _train(cfg: DictConfig, state: dict) -> dict:
     metrics["trainer/global_step"] = trainer.global_step
     metrics.update(derived_metrics(cfg, metrics))
     optimized_value(cfg, metrics)   # a misnamed objective fails this job, not the sweeper later
+    final = {f"final/{k}": v for k, v in metrics.items()}
     for lg in loggers:
-        lg.log_metrics({f"final/{k}": v for k, v in metrics.items()}, step=trainer.global_step)
+        lg.log_metrics(final, step=trainer.global_step)
         if type(lg).__name__ == "TensorBoardLogger":   # its HParams view compares runs by these
-            lg.log_hyperparams(task.config, metrics={f"final/{k}": v for k, v in metrics.items()})
+            lg.log_hyperparams(task.config, metrics=final)
     metrics["status"] = STATUS_DONE
     if trainer.is_global_zero:
         import wandb

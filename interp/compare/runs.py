@@ -15,9 +15,16 @@ from pathlib import Path
 import yaml
 
 from interp.errors import ConfigError
-from interp.run_dir import CONFIG_FILE, METRICS_FILE
+from interp.run_dir import (
+    CONFIG_FILE,
+    METRICS_FILE,
+    STATUS_DONE,
+    STATUS_FAILED,
+    flat_config,
+    read_metrics,
+)
 
-DONE, FAILED, INCOMPLETE = "done", "failed", "incomplete"
+DONE, FAILED, INCOMPLETE = STATUS_DONE, STATUS_FAILED, "incomplete"   # INCOMPLETE: no metrics.json yet
 # Config keys that differ between runs without being parameters of the experiment.
 _NOT_PARAMS = ("run_meta", "paths", "logger", "hydra", "run_name", "ckpt_path")
 # ... nor are folders derived from the run's own directory or the machine (checkpoint dirpath,
@@ -77,15 +84,11 @@ def _load_yaml(path: Path):
         return None
 
 
-def flatten(config: dict, prefix: str = "") -> dict:
-    out = {}
-    for key, value in config.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            out.update(flatten(value, f"{name}."))
-        elif not (isinstance(value, str) and "${" in value):   # unresolved (Hydra's own copy): unknown
-            out[name] = value if not isinstance(value, list) else str(value)
-    return out
+def flatten(config: dict) -> dict:
+    """The config's leaves by dotted key; lists as text (table cells), unresolved `${...}` left out
+    (Hydra's own copy of a failed job's config: their values are unknown)."""
+    return {k: str(v) if isinstance(v, list) else v for k, v in flat_config(config).items()
+            if not (isinstance(v, str) and "${" in v)}
 
 
 def _config(path: Path) -> tuple[dict, dict, list]:
@@ -111,7 +114,7 @@ def read_run(path: Path) -> Run:
     task = str((config.get("task") or {}).get("name", "?"))
     run = Run(path=path, name=path.name, status=INCOMPLETE, task=task, params=params, overrides=overrides)
     try:
-        metrics = json.loads((path / METRICS_FILE).read_text())
+        metrics = read_metrics(path)
     except FileNotFoundError:
         return run
     except (OSError, json.JSONDecodeError) as e:
