@@ -52,3 +52,9 @@ def save_figure(fig, path: str | Path, dpi: int = 120) -> Path:
 def token_labels(tokens: list[str]) -> list[str]:
     """Plot-safe token strings: spaces as '·', escaped newlines, and no mathtext from '$'."""
     return [repr(t)[1:-1].replace(" ", "·").replace("$", r"\$") or "''" for t in tokens]
+
+
+def plotly_divs(figs) -> str:
+    """Plotly figures as HTML divs with plotly.js inlined once, before the first: a page that holds them
+    renders offline."""
+    return "\n".join(f.to_html(full_html=False, include_plotlyjs=(i == 0)) for i, f in enumerate(figs))

@@ -25,6 +25,7 @@ from interp.analyses import alignment
 from interp.analyses.feature_probe import SEED_INPUT, parse_input
 from interp.errors import NotApplicable
 from interp.files import atomic_write_text
+from interp.viz import plotly_divs
 
 LAYERS = ("input", "neuron", "feature", "unit", "output")
 
@@ -206,7 +207,7 @@ def run(model, datamodule, out_dir, *, sae, x=SEED_INPUT, n_samples: int = 4096,
             f"<h1>Circuit report: arithmetic MLP + {sae.cfg.architecture()} SAE ({sae.cfg.d_sae} features)</h1>"),
             (f"<p>{title}: expected {float(alignment.task_variables(row)['target'][0]):.1f}, output with the SAE "
             f"{float(one.values[3][0]):.4f}. Labels: best-matching variable value (Pearson r).</p>")]
-    html += [fig.to_html(full_html=False, include_plotlyjs=(i == 0)) for i, fig in enumerate(figs)]
+    html.append(plotly_divs(figs))
     html.append("<h2>Traced circuit (strongest 25 edges per stage; all in circuit_trace.csv)</h2>")
     html += [html_table([r for r in rows if r["stage"] == f"{LAYERS[s]} -> {LAYERS[s + 1]}"][:25]) for s in range(4)]
     atomic_write_text(out_dir / "circuit_report.html", "\n".join(html) + "</body></html>\n")

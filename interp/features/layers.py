@@ -17,7 +17,7 @@ import numpy as np
 
 from interp.features.rankings import consistency
 from interp.files import atomic_write_text
-from interp.viz import save_figure
+from interp.viz import plotly_divs, save_figure
 
 
 def layer_of(hook: str) -> float:
@@ -138,7 +138,7 @@ def html_page(s: dict) -> str:
     line.add_hline(y=s["n_categories"], line_dash="dash", line_color="green")
     figs.append(line.update_layout(title="categories with a specialist per SAE",
                                    yaxis_range=[0, s["n_categories"] + 0.5]))
-    body = "\n".join(f.to_html(full_html=False, include_plotlyjs=(i == 0)) for i, f in enumerate(figs))
+    body = plotly_divs(figs)
     return (f"<!doctype html><html><head><meta charset=\"utf-8\"><title>feature_layers</title></head><body>"
             f"<pre>{html.escape(table(s))}</pre>\n{body}</body></html>\n")
 
