@@ -161,7 +161,6 @@ def analyze(cfg: DictConfig) -> dict[str, dict]:
     """Run the analyses `cfg.analysis` names on the run `cfg.run` (or on a pretrained `cfg.model`);
     return {analysis: metrics}."""
     from interp.analyses.runner import check_name, run_analysis, split_options
-    from interp.features.layers import table as table_text
     from interp.run_dir import FIGURES_DIR
     from interp.runs import load_run
 
@@ -174,6 +173,7 @@ def analyze(cfg: DictConfig) -> dict[str, dict]:
             raise ConfigError(f"{COMPARE} compares several SAEs and runs alone. Fix: analysis={COMPARE}, then the "
                               f"others in a second command.")
         from interp.analyses.feature_layers import compare
+        from interp.features.layers import table as table_text
 
         subjects, root = compared_saes(cfg)
         out_dir = root / FIGURES_DIR / COMPARE
