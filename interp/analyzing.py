@@ -7,6 +7,7 @@ the training callback calls, so `figures/<analysis>/` holds the same files eithe
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
@@ -16,7 +17,7 @@ from interp.sae import GROUP as SAE_GROUP  # the package init only: no torch at 
 
 # Keys of conf/analyze.yaml that are not analysis options.
 ENTRY_KEYS = ("run", "analysis", "which", "device", "hydra", "prompt_file", "paths", "model", "data", SAE_GROUP,
-              "out_dir", "seed")
+              "out_dir", "seed", "wandb")
 # Free-text options: always strings, `\n` typed on the command line becomes a newline.
 TEXT_OPTIONS = ("prompt", "answer", "wrong", "clean", "corrupted")
 HOOKS = "hooks"   # not an analysis: lists the model's hook names and shapes
@@ -127,7 +128,7 @@ def sae_run_dirs(path: str) -> list[Path]:
 
 
 def compared_saes(cfg: DictConfig) -> tuple[list, Path]:
-    """(Subjects, one per SAE, figures root) for feature_layers."""
+    """(runs, one per SAE, figures root) for feature_layers."""
     from dataclasses import replace
 
     from interp.runs import load_run
@@ -154,13 +155,36 @@ def compared_saes(cfg: DictConfig) -> tuple[list, Path]:
         if not cfg.get("out_dir") and len(values) > 1:   # pretrained_target named the folder after the list
             root = Path("outputs") / "pretrained" / cfg.model.get("name", cfg.model.arch) / str(
                 cfg.sae.get("release") or "saes").replace("/", "__")
-    return [subject_of(run) for run in runs], root
+    return runs, root
+
+
+def compared_target(cfg: DictConfig, runs: list, root: Path):
+    """feature_layers' W&B target: a run in the first compared run's project and group, at `root`."""
+    from dataclasses import replace
+
+    from interp.analyze_wandb import target_of
+
+    first = target_of(runs[0].run_dir, runs[0].config, 0) if cfg.wandb and cfg.get("run") else None
+    if first is None:
+        return None
+    name = first.identity["group"] or root.name
+    return replace(first, run_dir=root, config={"runs": [str(run.run_dir) for run in runs]},
+                   identity=first.identity | {"id": "", "name": f"{name}/{COMPARE}"})
+
+
+def report_wandb(target, analysed: list) -> None:
+    """Log what ran to W&B (interp.analyze_wandb) when the analysed run logged there."""
+    from interp.analyze_wandb import log_analyses
+
+    if target is not None and (folder := log_analyses(target, analysed)) is not None:
+        print(f"W&B: {folder} (upload: wandb sync {folder})")
 
 
 def analyze(cfg: DictConfig) -> dict[str, dict]:
     """Run the analyses `cfg.analysis` names on the run `cfg.run` (or on a pretrained `cfg.model`);
     return {analysis: metrics}."""
     from interp.analyses.runner import check_name, run_analysis, split_options
+    from interp.analyze_wandb import Analysed
     from interp.run_dir import FIGURES_DIR
     from interp.runs import load_run
 
@@ -175,11 +199,13 @@ def analyze(cfg: DictConfig) -> dict[str, dict]:
         from interp.analyses.feature_layers import compare
         from interp.features.layers import table as table_text
 
-        subjects, root = compared_saes(cfg)
-        out_dir = root / FIGURES_DIR / COMPARE
-        summary = compare(subjects, out_dir, **options[COMPARE])
+        runs, root = compared_saes(cfg)
+        out_dir, started = root / FIGURES_DIR / COMPARE, time.time() - 1
+        summary = compare([subject_of(run) for run in runs], out_dir, **options[COMPARE])
         print(f"{COMPARE}: {out_dir}")
         print(table_text(summary))
+        target = compared_target(cfg, runs, root)
+        report_wandb(target, [Analysed(COMPARE, out_dir, {}, started)])
         return {COMPARE: summary}
     if cfg.get("run"):
         if cfg.get("model") is not None:
@@ -189,17 +215,22 @@ def analyze(cfg: DictConfig) -> dict[str, dict]:
         run, root = pretrained_target(cfg)
     if cfg.get(SAE_GROUP) is not None:   # a pretrained SAE in place of (or in addition to) the run's
         run.sae = pretrained_sae(cfg, run.model)
-    subject, done = None, {}
+    subject, done, analysed = None, {}, []
     for name in names:
         if name == HOOKS:
             print_hooks(run)
             continue
         subject = subject or subject_of(run)
-        out_dir = root / FIGURES_DIR / name
+        out_dir, started = root / FIGURES_DIR / name, time.time() - 1   # file times may be rounded down
         if (results := run_analysis(name, subject, out_dir, options[name])) is None:
             continue
         done[name] = results
+        analysed.append(Analysed(name, out_dir, results, started))
         print(f"{name}: {out_dir}")
         for key, value in results.items():
             print(f"  {key:<40} {value:.4g}")
+    if cfg.wandb and cfg.get("run"):
+        from interp.analyze_wandb import target_of
+
+        report_wandb(target_of(cfg.run, run.config, run.global_step), analysed)
     return done

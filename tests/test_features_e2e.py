@@ -78,6 +78,6 @@ def test_feature_layers_bad_input(tiny_sae_sweep, tmp_path):
     with pytest.raises(ConfigError, match="is not an SAE run"):
         compared_saes(cfg)
     cfg.run = [str(job) for job in tiny_sae_sweep["jobs"]]     # a list of runs works like the sweep
-    subjects, root = compared_saes(cfg)
-    assert [s.sae.cfg.metadata.hook_name for s in subjects] == ["blocks.0.hook_resid_pre", "blocks.0.hook_resid_post"]
+    runs, root = compared_saes(cfg)
+    assert [r.sae.cfg.metadata.hook_name for r in runs] == ["blocks.0.hook_resid_pre", "blocks.0.hook_resid_post"]
     assert root == tiny_sae_sweep["sweep"].resolve()

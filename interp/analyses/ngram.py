@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from interp.data.batch import IGNORE_INDEX
+from interp.errors import NotApplicable
 
 
 def bigram_counts(stream: np.ndarray, vocab: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -55,6 +56,9 @@ def model_cross_entropy(model, tokens: torch.Tensor, targets: torch.Tensor, batc
 def run(model, datamodule, out_dir) -> dict[str, float]:
     """Model vs empirical n-gram CE on the val split; `bigram_gap_ratio` = share of the
     unigram->bigram gain the model has NOT captured (0 = as good as the bigram)."""
+    if not hasattr(datamodule, "token_streams"):   # e.g. the synthetic induction or arithmetic tasks
+        raise NotApplicable(f"ngram compares against the training split's n-grams of a text corpus; "
+                            f"data={datamodule.cfg.name} is not one (those are data=code, mix, text_files, hf)")
     streams = datamodule.token_streams()
     val = datamodule.val_dataloader()
     batches = list(val)

@@ -28,7 +28,7 @@ def _add(curves: dict, step, row: dict) -> None:
 
 def wandb_curves(run_dir: str | Path) -> dict[str, list[tuple[int, float]]]:
     curves: dict = {}
-    for wandb_file in offline_runs(run_dir):          # a resumed run may hold several, in time order
+    for wandb_file in offline_runs(run_dir, training_only=True):   # a resumed run may hold several
         for row in history(wandb_file):
             _add(curves, row.get("trainer/global_step", row.get("_step", 0)), row)
     return curves

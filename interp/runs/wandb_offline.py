@@ -35,8 +35,20 @@ def read_records(path: str | Path) -> list[pb.Record]:
     return records
 
 
-def offline_runs(run_dir: str | Path) -> list[Path]:
-    return sorted(Path(run_dir).glob("wandb/offline-run-*/run-*.wandb"))
+ANALYZE_JOB = "analyze"   # the job type of the runs analyze.py logs beside a training run (interp.analyze_wandb)
+
+
+def offline_runs(run_dir: str | Path, training_only: bool = False) -> list[Path]:
+    """The run's offline W&B records in time order; `training_only` leaves out analyze.py's runs."""
+    found = sorted(Path(run_dir).glob("wandb/offline-run-*/run-*.wandb"))
+    return [f for f in found if not (training_only and _job_type(f) == ANALYZE_JOB)]
+
+
+def _job_type(wandb_file: Path) -> str | None:
+    try:
+        return run_info(wandb_file)["job_type"]
+    except ValueError:   # cut short before its run record
+        return None
 
 
 def run_info(wandb_file: str | Path) -> dict:
