@@ -32,5 +32,12 @@ if __name__ == "__main__":
     from interp.cli import check_override_syntax, hydra_errors_in_one_line
 
     check_override_syntax(sys.argv)
-    with hydra_errors_in_one_line():
-        sys.exit(reproduce()) if "--reproduce" in sys.argv else main()
+    try:
+        with hydra_errors_in_one_line():
+            sys.exit(reproduce()) if "--reproduce" in sys.argv else main()
+    except ValueError as e:   # an Optuna search whose every trial failed: a summary, not a traceback
+        from interp.sweep import no_trial_finished
+
+        if not no_trial_finished(e):
+            raise
+        sys.exit(1)

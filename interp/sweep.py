@@ -76,7 +76,29 @@ def summary(sweep_dir: str | Path) -> tuple[str, bool]:
     return "\n".join(lines), not failed
 
 
+def no_trial_finished(error: BaseException) -> bool:
+    """After a search whose every trial failed: print the sweep's summary and say why there is no result.
+
+    hydra-optuna-sweeper asks the study for its best trial after the last batch; with none finished that
+    raises `ValueError: No trials are completed yet.` and Hydra's end-of-sweep callbacks (SweepSummary)
+    never run. train.py calls this on the way out; False means `error` is something else.
+    """
+    if not (isinstance(error, ValueError) and "No trials are completed" in str(error)):
+        return False
+    if SweepSummary.sweep_dir is None:
+        return False
+    text, _ = summary(SweepSummary.sweep_dir)
+    print(f"{text}\nerror: no trial finished, so the search has no best parameters (no optimization_results.yaml). "
+          "Fix: correct what the failures above say, then run the search again.", file=sys.stderr, flush=True)
+    return True
+
+
 class SweepSummary(Callback):
+    sweep_dir: str | None = None   # of the sweep this process runs (read by no_trial_finished)
+
+    def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        SweepSummary.sweep_dir = config.hydra.sweep.dir
+
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
         text, ok = summary(config.hydra.sweep.dir)
         print(text, file=sys.stdout if ok else sys.stderr, flush=True)

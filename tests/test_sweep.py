@@ -193,6 +193,20 @@ def test_optuna_search_on_parallel_jobs_then_reproduce_a_trial(run_train, tmp_pa
 
 
 @pytest.mark.slow
+def test_a_search_whose_every_trial_fails_ends_with_the_summary(run_train, tmp_path):
+    pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
+    search = tmp_path / "search"
+    proc = run_train("hparams_search=lm_optuna", "hydra.sweeper.n_trials=2", "hydra.sweeper.sampler.n_startup_trials=2",
+                     "model=transformer_1l", "data=induction", *FAST_BY_DATA["induction"], "logger=none",
+                     "optim.lr=1e12", "optim.warmup_steps=0", "trainer.gradient_clip_val=null", run_dir=search,
+                     multirun=True, expect_ok=False)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert f"sweep {search}: 0 done, 2 failed" in proc.stderr and "failed 1: TrainingDiverged" in proc.stderr
+    assert "error: no trial finished, so the search has no best parameters" in proc.stderr
+    assert not (search / "optimization_results.yaml").exists()
+
+
+@pytest.mark.slow
 def test_submitit_local_two_jobs(run_train, tmp_path):
     pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
     sweep = tmp_path / "sweep"
