@@ -47,3 +47,7 @@ def exit_on_user_error(fn):
             sys.exit(2)
 
     return wrapper
+
+
+class Interrupted(InterpError):
+    """The run was stopped by SIGTERM (a scheduler's pre-emption or time limit, `kill`) or Ctrl-C."""

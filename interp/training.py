@@ -5,6 +5,7 @@ and notebooks can call it too.
 """
 
 import logging
+import sys
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -16,7 +17,8 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from interp.callbacks import Throughput
-from interp.errors import ConfigError
+from interp.callbacks.interruption import EXIT_CODE, SaveOnInterrupt
+from interp.errors import ConfigError, Interrupted
 from interp.objectives import derived_metrics
 from interp.provenance import versions
 from interp.registry import task_kind
@@ -85,15 +87,23 @@ def train(cfg: DictConfig) -> dict:
 
     A run that raises still leaves metrics.json, with "status": "failed", the error and the metrics
     known by then, and says so in W&B (a sweep reads both; see interp.sweep)."""
+    from pytorch_lightning.utilities.rank_zero import rank_zero_only
+
     state: dict = {}
     try:
         return _train(cfg, state)
     except Exception as e:
-        from pytorch_lightning.utilities.rank_zero import rank_zero_only
-
         if rank_zero_only.rank == 0:
             record_failure(cfg, e, state.get("trainer"))
         raise
+    except SystemExit:   # how Lightning ends a run stopped by SIGTERM or Ctrl-C (SaveOnInterrupt saw which)
+        stop = state.get("interrupt")
+        if stop is None or stop.signal is None:
+            raise
+        if rank_zero_only.rank == 0:
+            record_failure(cfg, Interrupted(stop.reason()), state.get("trainer"))
+            print(f"error: {stop.reason()}", file=sys.stderr, flush=True)
+        raise SystemExit(EXIT_CODE[stop.signal]) from None
 
 
 def record_failure(cfg: DictConfig, error: Exception, trainer: pl.Trainer | None) -> None:
@@ -140,9 +150,10 @@ def _train(cfg: DictConfig, state: dict) -> dict:
     cfg, dm, task = task_kind(cfg.task.name).build(cfg, meta)
 
     loggers = build_loggers(cfg, hydra_cfg)
-    throughput, last_val = Throughput(), LastValidation()
+    throughput, last_val, state["interrupt"] = Throughput(), LastValidation(), SaveOnInterrupt()
     trainer: pl.Trainer = hydra.utils.instantiate(
-        cfg.trainer, logger=loggers or False, callbacks=[*build_callbacks(cfg, bool(loggers)), throughput, last_val])
+        cfg.trainer, logger=loggers or False,
+        callbacks=[*build_callbacks(cfg, bool(loggers)), throughput, last_val, state["interrupt"]])
     state["trainer"] = trainer
     if trainer.is_global_zero:
         write_config(run_dir, cfg, meta)

@@ -125,6 +125,36 @@ def test_resume_after_sigkill_finishes_at_the_same_step(train_env, run_train, tm
     assert "trainer.max_steps=100" in meta["overrides"] and meta["resumed_from"] == str(last)
 
 
+def test_sigterm_saves_the_step_records_the_interruption_and_resumes(train_env, run_train, tmp_path):
+    """A scheduler's pre-emption or `kill`: last.ckpt at the step it stopped, metrics.json says so, exit 143."""
+    stopped = tmp_path / "stopped"
+    args = [sys.executable, str(REPO / "train.py"), "model=transformer_1l", "data=induction", "data.num_train=512",
+            "data.num_val=16", "data.batch_size=4", "trainer.max_steps=100000", "trainer.val_check_interval=20",
+            "trainer.limit_val_batches=1", "trainer.enable_progress_bar=false", "logger=csv",
+            "~callbacks.default_attention_grid", "~callbacks.default_induction", "~callbacks.default_ngram",
+            f"hydra.run.dir={stopped}"]
+    proc = subprocess.Popen(args, cwd=REPO, env=train_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    last = stopped / "checkpoints" / "last.ckpt"
+    deadline = time.time() + 300
+    while not last.exists() and proc.poll() is None and time.time() < deadline:   # fit has begun: handlers are set
+        time.sleep(0.05)
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 143, stderr[-3000:]
+    metrics = read_metrics(stopped)
+    step = torch.load(last, map_location="cpu", weights_only=False)["global_step"]
+    assert metrics["status"] == "failed" and metrics["error_type"] == "Interrupted"
+    assert metrics["trainer/global_step"] == step > 20   # saved where it stopped, not at the last validation
+    assert f"stopped by SIGTERM at step {step}; {last} holds that step" in stderr
+    assert f"Fix: resume with python train.py ckpt_path={last}" in metrics["error"]
+
+    resumed = tmp_path / "resumed"
+    run_train(f"ckpt_path={last}", f"trainer.max_steps={step + 5}", run_dir=resumed)
+    assert read_metrics(resumed)["trainer/global_step"] == step + 5
+
+
 def test_ddp_cpu_two_processes_one_run(run_train, tmp_path):
     run_dir = tmp_path / "ddp"
     run_train("trainer=ddp_cpu", "model=transformer_1l", *FAST, "trainer.max_steps=20",
