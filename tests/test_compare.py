@@ -10,7 +10,7 @@ import pytest
 from conftest import FAST_BY_DATA, REPO, SAE_FAST_COMMON
 
 from interp.compare import main
-from interp.compare.figures import frontier, x_parameter
+from interp.compare.figures import curves_figure, frontier, x_parameter
 from interp.compare.report import compare
 from interp.compare.runs import DONE, Run, differing
 from interp.runs.history import csv_curves, curves, wandb_curves
@@ -165,6 +165,21 @@ def test_pareto_frontier_known_answer():
     points = [(10, 0.5), (20, 0.7), (15, 0.4), (40, 0.9), (30, 0.7), (20, 0.7)]
     assert frontier(points) == [0, 1, 3, 5]   # (15, .4) and (30, .7) are dominated; ties both stay
     assert frontier([(5, 0.1)]) == [0]
+
+
+def test_each_run_keeps_its_colour_in_every_panel_and_the_legend_lists_all_runs():
+    # Only the 2-layer run has a layer-1 score: its line there must still be its own colour, not the first's.
+    steps = [(500, 0.1), (1000, 0.5)]
+    curves = {"0l": {"val/loss": [(500, 5.0), (1000, 4.9)]},
+              "1l": {"val/loss": [(500, 4.0), (1000, 3.5)], "max_L0": steps},
+              "2l": {"val/loss": [(500, 3.9), (1000, 1.8)], "max_L0": steps, "max_L1": [(500, 0.0), (1000, 0.9)]}}
+    fig = curves_figure(curves, "t")
+    legend = {t.get_text(): h.get_color() for t, h in zip(fig.legends[0].texts, fig.legends[0].legend_handles)}
+    assert list(legend) == ["0l", "1l", "2l"] and len(set(legend.values())) == 3
+    lines = [(ax.get_title(), line.get_label(), line.get_color()) for ax in fig.axes for line in ax.get_lines()]
+    assert {(title, label) for title, label, _ in lines} == {("val/loss", "0l"), ("val/loss", "1l"), ("val/loss", "2l"),
+                                                            ("max_L0", "1l"), ("max_L0", "2l"), ("max_L1", "2l")}
+    assert all(color == legend[label] for _, label, color in lines)
 
 
 def test_the_final_metrics_are_drawn_against_the_sweeps_numeric_parameter(tmp_path):

@@ -27,11 +27,23 @@ def curve_keys(curves: dict[str, dict]) -> list[str]:
 
 def plot_curves(curves: dict[str, dict], path: Path, title: str) -> Path | None:
     """One panel per metric, one line per run. `curves`: {run label: {metric: [(step, value)]}}."""
-    from interp.viz import plt, save_figure
+    from interp.viz import save_figure
+
+    fig = curves_figure(curves, title)
+    return None if fig is None else save_figure(fig, path)
+
+
+def curves_figure(curves: dict[str, dict], title: str):
+    """plot_curves' figure. Each run keeps one colour in every panel, also where other runs lack the metric
+    (a 0-layer model has no layer-1 score), and the legend lists every run."""
+    from matplotlib.lines import Line2D
+
+    from interp.viz import plt
 
     keys = curve_keys(curves)
     if not keys:
         return None
+    colors = {run_label: f"C{i % 10}" for i, run_label in enumerate(curves)}
     cols = min(3, len(keys))
     rows = math.ceil(len(keys) / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.0 * rows + 0.8), squeeze=False)
@@ -39,15 +51,16 @@ def plot_curves(curves: dict[str, dict], path: Path, title: str) -> Path | None:
         for run_label, run_curves in curves.items():
             if points := run_curves.get(key):
                 steps, values = zip(*points)
-                ax.plot(steps, values, marker="." if len(points) < 20 else None, label=run_label)
+                ax.plot(steps, values, marker="." if len(points) < 20 else None, label=run_label,
+                        color=colors[run_label])
         ax.set(title=key, xlabel="step")
     for ax in list(axes.flat)[len(keys):]:
         ax.axis("off")
-    handles, labels = axes.flat[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=min(4, len(labels)), fontsize=8)
+    handles = [Line2D([], [], color=color, label=label) for label, color in colors.items()]
+    fig.legend(handles=handles, loc="lower center", ncol=min(4, len(handles)), fontsize=8)
     fig.suptitle(title)
-    fig.tight_layout(rect=(0, 0.06 + 0.02 * math.ceil(len(labels) / 4), 1, 1))
-    return save_figure(fig, path)
+    fig.tight_layout(rect=(0, 0.06 + 0.02 * math.ceil(len(handles) / 4), 1, 1))
+    return fig
 
 
 def frontier(points: list[tuple[float, float]]) -> list[int]:
