@@ -74,6 +74,21 @@ def test_feature_dashboard_steering_and_attribution_on_gpt2_with_a_pretrained_sa
     assert "without:" in proc.stdout and (tmp_path / "figures/steer/steer.md").exists()
     assert json.loads((tmp_path / "figures/attribute/results.json").read_text())["decomposition_residual"] < 1e-3
 
+def test_feature_layers_compares_pretrained_saes_on_gpt2_by_path(sae_run, gpt2_dir, run_train, train_env, tmp_path):
+    """S1's layer comparison on a pretrained model, SAEs given as folders (sae.path=[...]), ordered by depth."""
+    deeper = tmp_path / "deeper"
+    run_train(*SAE_FAST_COMMON, "model=gpt2", f"model.local_dir={gpt2_dir}", *DATA, "sae=topk", "sae.k=4",
+              "sae.hook=blocks.1.hook_resid_post", run_dir=deeper)
+    out = tmp_path / "compared"
+    proc = analyze(train_env, "model=gpt2", f"model.local_dir={gpt2_dir}", *DATA, "sae=pretrained",
+                   f"sae.path=[{deeper / 'sae'},{sae_run / 'sae'}]", "analysis=feature_layers", "k=5", f"out_dir={out}")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    results = json.loads((out / "figures/feature_layers/results.json").read_text())
+    assert results["saes"] == ["blocks.0.hook_resid_post", "blocks.1.hook_resid_post"]
+    assert set(results["scores"]) == {"python", "web", "math", "non_english", "social", "formal", "conversational"}
+    assert "| math |" in proc.stdout and (out / "figures/feature_layers/specialist_scores.png").stat().st_size > 0
+
+
 @pytest.mark.parametrize("args, message", [
     (["model=gpt2", "model.local_dir=/nonexistent/gpt2"], "local_dir"),
     (["model=transformer_1l", "data=code"], "Fix: run=<run dir of that model>"),

@@ -69,6 +69,19 @@ def test_each_sae_trains_on_each_model_family_and_round_trips_through_saelens(ar
     assert metrics["trainer/global_step"] == 6
 
 
+def test_the_default_experiments_lm_analyses_skip_an_sae_run(base_runs, run_train, tmp_path):
+    # debug=fast would drop the default experiment's analyses: the same small run without it.
+    no_debug = [o for o in SAE_FAST if o != "debug=fast"] + [
+        "trainer.max_steps=6", "trainer.val_check_interval=3", "trainer.limit_val_batches=2",
+        "trainer.enable_progress_bar=false", "data.batch_size=4"]
+    proc = run_train(*no_debug, f"base_run={base_runs('transformer')}", "sae=topk", "sae.k=4",
+                     f"sae.hook={BASES['transformer'][1]}", run_dir=tmp_path / "sae")
+    for name in ("attention_grid", "induction", "ngram"):
+        assert f"skipped {name}: it runs in task=lm runs; this is task=sae" in proc.stdout
+    assert sorted(p.name for p in (tmp_path / "sae" / "figures").iterdir()) == ["sae"]
+    assert json.loads((tmp_path / "sae" / "metrics.json").read_text())["trainer/global_step"] == 6
+
+
 def test_a_sweep_harvests_activations_once_and_logs_to_one_wandb_group(base_runs, run_train, tmp_path):
     base_dir = base_runs("transformer")
     run_train(*SAE_FAST, "logger=wandb", f"base_run={base_dir}", "sae=standard",

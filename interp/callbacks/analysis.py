@@ -18,16 +18,26 @@ log = logging.getLogger(__name__)
 
 class AnalysisCallback(pl.Callback):
     """`every_n_steps`: also run every N optimizer steps (e.g. to watch induction heads form);
-    figures are then overwritten, metrics logged against the step. Options are checked here,
-    when the run starts, not after training."""
+    figures are then overwritten, metrics logged against the step. `tasks`: run only in runs of these
+    tasks (the default experiment's analyses study the language model, not an SAE trained on it).
+    Options are checked here, when the run starts, not after training."""
 
-    def __init__(self, analysis: str, every_n_steps: int | None = None, **options):
+    def __init__(self, analysis: str, every_n_steps: int | None = None, tasks: list[str] | None = None, **options):
         check_name(analysis)
         split_options([analysis], options)   # raises on an unknown option
         self.analysis, self.every_n_steps, self.options = analysis, every_n_steps, options
+        self.tasks = list(tasks) if tasks else None
         self.results: dict[str, float] = {}
         self._ran_at_step: int | None = None
         self._skipped = False   # NotApplicable once means never: don't retry every N steps
+
+    def setup(self, trainer: pl.Trainer, pl_module, stage: str) -> None:
+        task = getattr(pl_module, "config", {}).get("task", {}).get("name")
+        if self.tasks and task not in self.tasks and not self._skipped:
+            self._skipped = True
+            if trainer.is_global_zero:
+                print(f"skipped {self.analysis}: it runs in task={'/'.join(self.tasks)} runs; this is task={task}",
+                      flush=True)
 
     def _run(self, trainer: pl.Trainer, pl_module) -> None:
         # The last step can be both an every_n_steps step and the end of training: run once.
