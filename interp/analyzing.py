@@ -176,7 +176,15 @@ def report_wandb(target, analysed: list) -> None:
     """Log what ran to W&B (interp.analyze_wandb) when the analysed run logged there."""
     from interp.analyze_wandb import log_analyses
 
-    if target is not None and (folder := log_analyses(target, analysed)) is not None:
+    if target is None:
+        return
+    try:
+        folder = log_analyses(target, analysed)
+    except Exception as e:   # e.g. an online run with no network: the figures are written already
+        print(f"W&B: not logged ({type(e).__name__}: {' '.join(str(e).split())[:300]}); the figures are in "
+              f"{target.run_dir}/figures/ (wandb=false skips W&B)", flush=True)
+        return
+    if folder is not None:
         print(f"W&B: {folder} (upload: wandb sync {folder})")
 
 

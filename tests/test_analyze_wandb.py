@@ -51,6 +51,22 @@ def test_feature_layers_logs_one_run_for_the_compared_saes(tmp_path):
     assert log_analyses(target, []) is None   # nothing ran: no run
 
 
+def test_a_wandb_that_cannot_be_reached_is_a_warning_not_a_lost_analysis(tmp_path, train_env):
+    """An online run analysed without network: the figures are written already, W&B says why it was left out.
+    (In a fresh process: wandb keeps the settings of the first run a process starts.)"""
+    code = (f"from pathlib import Path\n"
+            f"from interp.analyze_wandb import Analysed, Target\n"
+            f"from interp.analyzing import report_wandb\n"
+            f"target = Target(Path({str(tmp_path)!r}), {{}}, 3, offline=False,\n"
+            f"                identity={{'id': '', 'project': 'p', 'group': '', 'name': 'n', 'tags': []}})\n"
+            f"report_wandb(target, [Analysed('x', target.run_dir / 'figures' / 'x', {{'a': 1.0}}, 0.0)])\n")
+    env = dict(train_env, WANDB_BASE_URL="http://127.0.0.1:9", WANDB_API_KEY="x" * 40, WANDB_INIT_TIMEOUT="3")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=120)   # 127.0.0.1:9: nothing listens there
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.startswith("W&B: not logged (") and f"the figures are in {tmp_path}/figures/" in proc.stdout
+
+
 @pytest.fixture(scope="module")
 def sweep_job(run_train, tmp_path_factory):
     """One job of a sweep (so its W&B run has a group), logging to W&B offline, no analyses of its own."""
