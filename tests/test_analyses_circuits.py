@@ -65,6 +65,19 @@ def _pattern(length: int, key_of_query) -> torch.Tensor:
     return p
 
 
+def test_answers_are_new_words_unless_answer_space_is_false():
+    from interp.analyses.logit_attribution import answer_id
+    from interp.data.tokenizer import Tokenizer
+
+    tok = Tokenizer(50257)   # GPT-2 BPE: a word's leading space is part of its token
+    assert answer_id(tok, "Tower", "The Eiffel") == answer_id(tok, " Tower", "The Eiffel") == \
+        tok.encode("The Eiffel Tower")[-1]
+    assert answer_id(tok, "el", "The Eiff", space=False) == tok.encode("The Eiffel")[-1]   # mid-word
+    assert answer_id(tok, "el", "The Eiff") == tok.encode(" el")[0] != tok.encode("The Eiffel")[-1]
+    names = ["logit_attribution", "patching", "ablate", "attribute"]
+    assert all(opts == {"answer_space": False} for opts in split_options(names, {"answer_space": False}).values())
+
+
 def test_perfect_heads_score_one_and_uniform_scores_low():
     L = 6
     second = 1 + L

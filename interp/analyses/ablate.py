@@ -19,7 +19,7 @@ from interp.models import context_length
 
 @torch.no_grad()
 def run(model, datamodule, out_dir, *, sae, feature: int | None = None, prompt: str | None = None,
-        answer: str | None = None, n_batches: int = 4) -> dict[str, float]:
+        answer: str | None = None, n_batches: int = 4, answer_space: bool = True) -> dict[str, float]:
     require_text(datamodule, "ablate")
     feature = require_feature(feature, sae, "ablate")
     if (prompt is None) != (answer is None):
@@ -34,7 +34,7 @@ def run(model, datamodule, out_dir, *, sae, feature: int | None = None, prompt: 
     results = {"loss_clean": clean / count, "loss_ablated": ablated / count, "loss_delta": (ablated - clean) / count}
     if prompt is not None:
         tokens = encode_prompt(prompt, datamodule.tokenizer, context_length(model))
-        target = answer_id(datamodule.tokenizer, answer, prompt)
+        target = answer_id(datamodule.tokenizer, answer, prompt, answer_space)
         out = ablation_effect(model, sae, [feature], tokens, torch.full_like(tokens, target))
         a, b = out["clean_logits"][0, -1, target].item(), out["ablated_logits"][0, -1, target].item()
         results |= {"answer_logit_clean": a, "answer_logit_ablated": b, "answer_logit_delta": b - a}

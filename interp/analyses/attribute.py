@@ -19,13 +19,13 @@ from interp.models import context_length
 
 
 def run(model, datamodule, out_dir, *, sae, prompt: str | None = None, answer: str | None = None,
-        n_top: int = 10) -> dict[str, float]:
+        n_top: int = 10, answer_space: bool = True) -> dict[str, float]:
     require_text(datamodule, "attribute")
     if prompt is None or answer is None:
         raise ConfigError("attribute explains the logit of answer after prompt. Fix: pass prompt=\"...\" answer=\" x\".")
     tok = datamodule.tokenizer
     tokens = encode_prompt(prompt, tok, context_length(model))
-    target = answer_id(tok, answer, prompt)
+    target = answer_id(tok, answer, prompt, answer_space)
     out = attribute(model, sae, tokens, target)
     per_feature = out["attr"].sum(0)
     top = per_feature.abs().topk(min(n_top, len(per_feature))).indices.tolist()

@@ -95,16 +95,18 @@ def head_source_attribution(model: HookedTransformer, cache, pos: int, direction
     return torch.stack(rows)
 
 
-def answer_id(tokenizer, text: str, after: str = "") -> int:
-    """First token of `text` as it would follow `after`: GPT-2 BPE words carry their leading space."""
+def answer_id(tokenizer, text: str, after: str = "", space: bool = True) -> int:
+    """First token of `text` as it would follow `after`. GPT-2 BPE words carry their leading space, so a new
+    word gets one unless the prompt ends in whitespace; `space=False` (answer_space=false) continues the
+    prompt's last word instead (prompt="The Eiff" answer=el)."""
     if not text.strip():
         raise ConfigError("answer/wrong is empty. Fix: pass e.g. answer=Paris (the next word after the prompt).")
-    if not text[0].isspace() and not after[-1:].isspace():
+    if space and not text[0].isspace() and not after[-1:].isspace():
         text = " " + text
     return tokenizer.encode(text)[0]
 
 
-def _inputs(model, datamodule, prompt, answer, wrong, n_examples):
+def _inputs(model, datamodule, prompt, answer, wrong, n_examples, answer_space=True):
     """(tokens [batch, pos], answer ids [batch, pos] with IGNORE_INDEX where unscored, wrong ids or None)."""
     tok = datamodule.tokenizer
     if (answer is not None or wrong is not None) and prompt is None:
@@ -119,17 +121,17 @@ def _inputs(model, datamodule, prompt, answer, wrong, n_examples):
     if answer is None:   # the prompt's own next tokens
         return tokens, targets, None
     targets.fill_(IGNORE_INDEX)   # only the named answer after the prompt
-    targets[0, -1] = answer_id(tok, answer, prompt)
+    targets[0, -1] = answer_id(tok, answer, prompt, answer_space)
     if wrong is None:
         return tokens, targets, None
     wrong_ids = torch.full_like(targets, IGNORE_INDEX)
-    wrong_ids[0, -1] = answer_id(tok, wrong, prompt)
+    wrong_ids[0, -1] = answer_id(tok, wrong, prompt, answer_space)
     return tokens, targets, wrong_ids
 
 
 @torch.no_grad()
 def run(model, datamodule, out_dir, prompt: str | None = None, answer: str | None = None, wrong: str | None = None,
-        n_examples: int = 8, clean: str | None = None) -> dict[str, float]:
+        n_examples: int = 8, clean: str | None = None, answer_space: bool = True) -> dict[str, float]:
     """DLA of every component, averaged over scored positions, of the correct next token's logit minus the mean
     logit: on the first val examples, on the prompt's own next tokens, or on `answer` after the prompt; with
     `wrong` too, of logit(answer) - logit(wrong) after the prompt. Without prompt=, patching's clean= is used,
@@ -139,7 +141,7 @@ def run(model, datamodule, out_dir, prompt: str | None = None, answer: str | Non
     require_attention(model, "logit_attribution")
     require_lm(datamodule, "logit_attribution")
     prompt = prompt if prompt is not None else clean
-    tokens, targets, wrong_ids = _inputs(model, datamodule, prompt, answer, wrong, n_examples)
+    tokens, targets, wrong_ids = _inputs(model, datamodule, prompt, answer, wrong, n_examples, answer_space)
     device = model.cfg.device
     tokens = tokens.to(device)
     logits, cache = model.run_with_cache(tokens)

@@ -66,7 +66,7 @@ def induction_pair(n_batch: int, length: int, low: int, high: int, seed: int, bo
     return clean, corrupted, r[:, -1], w
 
 
-def _user_pair(model, tokenizer, clean, corrupted, answer, wrong):
+def _user_pair(model, tokenizer, clean, corrupted, answer, wrong, answer_space=True):
     if clean is None or corrupted is None:
         raise ConfigError("patching needs both clean= and corrupted= prompts (or neither, for the induction default).")
     n_ctx = context_length(model)
@@ -75,8 +75,8 @@ def _user_pair(model, tokenizer, clean, corrupted, answer, wrong):
         raise ConfigError(f"clean= is {clean_t.shape[1]} tokens and corrupted= {corrupted_t.shape[1]}: patching by "
                           "position needs equal lengths. Fix: change words for words of the same token count.")
     top = lambda t: model(t.to(model.cfg.device))[0, -1].argmax().item()   # noqa: E731  (run is no_grad)
-    a = answer_id(tokenizer, answer, clean) if answer is not None else top(clean_t)
-    w = answer_id(tokenizer, wrong, corrupted) if wrong is not None else top(corrupted_t)
+    a = answer_id(tokenizer, answer, clean, answer_space) if answer is not None else top(clean_t)
+    w = answer_id(tokenizer, wrong, corrupted, answer_space) if wrong is not None else top(corrupted_t)
     if a == w:
         raise ConfigError(f"answer and wrong are the same token ({tokenizer.decode([a])!r}). "
                           "Fix: pass answer=<clean's next word> wrong=<corrupted's next word>.")
@@ -85,7 +85,8 @@ def _user_pair(model, tokenizer, clean, corrupted, answer, wrong):
 
 @torch.no_grad()
 def run(model, datamodule, out_dir, clean: str | None = None, corrupted: str | None = None, answer: str | None = None,
-        wrong: str | None = None, n_batch: int = 16, length: int = 10, seed: int = 0, min_gap: float = 0.1) -> dict[str, float]:
+        wrong: str | None = None, n_batch: int = 16, length: int = 10, seed: int = 0, min_gap: float = 0.1,
+        answer_space: bool = True) -> dict[str, float]:
     """Patching grids (PNG) and numbers: clean/corrupted logit diffs, every head, and per layer the residual
     stream at the first position where the prompts differ and at the last position. Skipped when the clean
     and corrupted logit diffs differ by less than `min_gap` nats: normalised scores would be noise."""
@@ -98,7 +99,7 @@ def run(model, datamodule, out_dir, clean: str | None = None, corrupted: str | N
         length = min(length, model.cfg.n_ctx // 2, high - low - 1)
         clean_t, corrupted_t, a, w = induction_pair(n_batch, length, low, high, seed, tok.eot_id)
     else:
-        clean_t, corrupted_t, a, w = _user_pair(model, tok, clean, corrupted, answer, wrong)
+        clean_t, corrupted_t, a, w = _user_pair(model, tok, clean, corrupted, answer, wrong, answer_space)
     device = model.cfg.device
     clean_t, corrupted_t, a, w = (t.to(device) for t in (clean_t, corrupted_t, a, w))
     clean_logits, clean_cache = model.run_with_cache(clean_t)
