@@ -164,7 +164,7 @@ def compared_target(cfg: DictConfig, runs: list, root: Path):
 
     from interp.analyze_wandb import target_of
 
-    first = target_of(runs[0].run_dir, runs[0].config, 0) if cfg.wandb and cfg.get("run") else None
+    first = target_of(runs[0].run_dir, runs[0].config, 0) if cfg.get("wandb", True) and cfg.get("run") else None
     if first is None:
         return None
     name = first.identity["group"] or root.name
@@ -237,7 +237,7 @@ def analyze(cfg: DictConfig) -> dict[str, dict]:
         print(f"{name}: {out_dir}")
         for key, value in results.items():
             print(f"  {key:<40} {value:.4g}")
-    if cfg.wandb and cfg.get("run"):
+    if cfg.get("wandb", True) and cfg.get("run"):
         from interp.analyze_wandb import target_of
 
         report_wandb(target_of(cfg.run, run.config, run.global_step), analysed)
