@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from interp.callbacks.wandb_figures import media
-from interp.runs.wandb_offline import ANALYZE_JOB, run_info
+from interp.run_dir import wandb_logger
+from interp.runs.wandb_offline import ANALYZE_JOB, read_run_info
 
 
 @dataclass
@@ -40,14 +41,6 @@ class Target:
     identity: dict = field(default_factory=dict)   # id, project, group, name, tags of the training run
 
 
-def wandb_logger(config: dict) -> dict | None:
-    """The run's WandbLogger settings, or None when it did not log to W&B."""
-    for spec in (config.get("logger") or {}).values():
-        if spec and str(spec.get("_target_", "")).endswith("WandbLogger"):
-            return spec
-    return None
-
-
 def target_of(run_dir: str | Path, config: dict, step: int) -> Target | None:
     """The analyze run's target for a run directory, or None when the run did not log to W&B."""
     spec = wandb_logger(config)
@@ -55,18 +48,11 @@ def target_of(run_dir: str | Path, config: dict, step: int) -> Target | None:
         return None
     run_dir = Path(run_dir)
     records = sorted(run_dir.glob("wandb/*run-*/run-*.wandb"))   # offline-run-* and (online) run-*
-    trained = [info for info in map(_info, records) if info and info["job_type"] != ANALYZE_JOB]
+    trained = [info for info in map(read_run_info, records) if info and info["job_type"] != ANALYZE_JOB]
     identity = trained[0] if trained else {"id": "", "project": spec.get("project") or "interp",
                                            "group": spec.get("group") or "", "name": spec.get("name") or run_dir.name,
                                            "tags": list(spec.get("tags") or [])}
     return Target(run_dir, config, step, offline=bool(spec.get("offline", True)), identity=identity)
-
-
-def _info(record_file: Path) -> dict | None:
-    try:
-        return run_info(record_file)
-    except (ValueError, OSError):   # a record cut short before its run record: no identity to take
-        return None
 
 
 def log_analyses(target: Target, analysed: list[Analysed]) -> Path | None:

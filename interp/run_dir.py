@@ -67,6 +67,16 @@ def flat_config(config: dict, prefix: str = "") -> dict:
     return out
 
 
+def is_wandb_logger(spec) -> bool:
+    """Whether one entry of a config's `logger` group is W&B's (conf/logger/wandb.yaml)."""
+    return bool(spec) and str(spec.get("_target_", "")).endswith("WandbLogger")
+
+
+def wandb_logger(config) -> dict | None:
+    """The run config's WandbLogger settings, or None when the run does not log to W&B."""
+    return next((spec for spec in (config.get("logger") or {}).values() if is_wandb_logger(spec)), None)
+
+
 def read_metrics(run_dir: str | Path) -> dict:
     """metrics.json: numbers, plus "status" ("done" or "failed") and, for a failed run, "error" and
     "error_type" (strings; so are non-finite numbers, see json_safe)."""

@@ -21,7 +21,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from interp.errors import InterpError
-from interp.run_dir import METRICS_FILE, STATUS_DONE, read_metrics
+from interp.run_dir import METRICS_FILE, STATUS_DONE, STATUS_FAILED, read_metrics
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ def job_statuses(sweep_dir: str | Path) -> list[tuple[Path, str, str]]:
     out = []
     for job in jobs:
         if not (job / METRICS_FILE).is_file():
-            out.append((job, "failed", "no metrics.json: the job was killed (out of memory?) or is still running"))
+            out.append((job, STATUS_FAILED, "no metrics.json: the job was killed (out of memory?) or is still running"))
             continue
         metrics = read_metrics(job)
         status = metrics.get("status", STATUS_DONE)

@@ -27,6 +27,8 @@ from interp.run_dir import (
     FIGURES_DIR,
     STATUS_DONE,
     failure,
+    is_wandb_logger,
+    wandb_logger,
     write_config,
     write_failure,
     write_metrics,
@@ -48,7 +50,7 @@ def build_loggers(cfg: DictConfig, hydra_cfg) -> list:
         if spec is None:
             continue
         kwargs = {}
-        if spec._target_.endswith("WandbLogger"):
+        if is_wandb_logger(spec):
             group = spec.get("group")
             if group is None and hydra_cfg.mode == RunMode.MULTIRUN:
                 group = Path(hydra_cfg.sweep.dir).name   # every job of a sweep in one W&B group
@@ -115,8 +117,7 @@ def record_failure(cfg: DictConfig, error: Exception, trainer: pl.Trainer | None
         known["trainer/global_step"] = trainer.global_step
     write_failure(cfg.paths.output_dir, error, known)
     hydra_cfg = HydraConfig.get()
-    if wandb.run is None and hydra_cfg.mode == RunMode.MULTIRUN and any(
-            str(spec.get("_target_", "")).endswith("WandbLogger") for spec in (cfg.get("logger") or {}).values() if spec):
+    if wandb.run is None and hydra_cfg.mode == RunMode.MULTIRUN and wandb_logger(cfg) is not None:
         try:   # a sweep job that failed before its logger started: start its run, so the group shows the failure
             for lg in build_loggers(cfg, hydra_cfg):
                 getattr(lg, "experiment", None)

@@ -41,14 +41,7 @@ ANALYZE_JOB = "analyze"   # the job type of the runs analyze.py logs beside a tr
 def offline_runs(run_dir: str | Path, training_only: bool = False) -> list[Path]:
     """The run's offline W&B records in time order; `training_only` leaves out analyze.py's runs."""
     found = sorted(Path(run_dir).glob("wandb/offline-run-*/run-*.wandb"))
-    return [f for f in found if not (training_only and _job_type(f) == ANALYZE_JOB)]
-
-
-def _job_type(wandb_file: Path) -> str | None:
-    try:
-        return run_info(wandb_file)["job_type"]
-    except ValueError:   # cut short before its run record
-        return None
+    return [f for f in found if not (training_only and (read_run_info(f) or {}).get("job_type") == ANALYZE_JOB)]
 
 
 def run_info(wandb_file: str | Path) -> dict:
@@ -59,6 +52,14 @@ def run_info(wandb_file: str | Path) -> dict:
             return {"id": r.run_id, "group": r.run_group, "job_type": r.job_type, "project": r.project,
                     "name": r.display_name, "tags": list(r.tags)}
     raise ValueError(f"{wandb_file} holds no run record")
+
+
+def read_run_info(wandb_file: str | Path) -> dict | None:
+    """`run_info`, or None for a record that was cut short before its run record (or cannot be read)."""
+    try:
+        return run_info(wandb_file)
+    except (ValueError, OSError):
+        return None
 
 
 def history_keys(wandb_file: str | Path) -> set[str]:
