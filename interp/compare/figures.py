@@ -25,6 +25,29 @@ def curve_keys(curves: dict[str, dict]) -> list[str]:
     return ordered[:MAX_PANELS]
 
 
+def _colors(names) -> dict[str, str]:
+    """One colour of matplotlib's cycle per name, the same in every panel."""
+    return {name: f"C{i % 10}" for i, name in enumerate(names)}
+
+
+def _panels(n: int, panel_height: float, extra_height: float = 0.0):
+    """A figure of `n` panels, three to a row, the unused places blank: (figure, the n axes)."""
+    from interp.viz import plt
+
+    cols = min(3, n)
+    rows = math.ceil(n / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, panel_height * rows + extra_height), squeeze=False)
+    for ax in axes.flat[n:]:
+        ax.axis("off")
+    return fig, list(axes.flat[:n])
+
+
+def _log2_if_wide(ax, xs) -> None:
+    """k = 4..64: doublings read better on a log axis."""
+    if min(xs) > 0 and max(xs) / min(xs) >= 16:
+        ax.set_xscale("log", base=2)
+
+
 def plot_curves(curves: dict[str, dict], path: Path, title: str) -> Path | None:
     """One panel per metric, one line per run. `curves`: {run label: {metric: [(step, value)]}}."""
     from interp.viz import save_figure
@@ -38,24 +61,18 @@ def curves_figure(curves: dict[str, dict], title: str):
     (a 0-layer model has no layer-1 score), and the legend lists every run."""
     from matplotlib.lines import Line2D
 
-    from interp.viz import plt
-
     keys = curve_keys(curves)
     if not keys:
         return None
-    colors = {run_label: f"C{i % 10}" for i, run_label in enumerate(curves)}
-    cols = min(3, len(keys))
-    rows = math.ceil(len(keys) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.0 * rows + 0.8), squeeze=False)
-    for ax, key in zip(axes.flat, keys):
+    colors = _colors(curves)
+    fig, axes = _panels(len(keys), 3.0, 0.8)
+    for ax, key in zip(axes, keys):
         for run_label, run_curves in curves.items():
             if points := run_curves.get(key):
                 steps, values = zip(*points)
                 ax.plot(steps, values, marker="." if len(points) < 20 else None, label=run_label,
                         color=colors[run_label])
         ax.set(title=key, xlabel="step")
-    for ax in list(axes.flat)[len(keys):]:
-        ax.axis("off")
     handles = [Line2D([], [], color=color, label=label) for label, color in colors.items()]
     fig.legend(handles=handles, loc="lower center", ncol=min(4, len(handles)), fontsize=8)
     fig.suptitle(title)
@@ -83,8 +100,7 @@ def plot_pareto(points: list[tuple[float, float]], labels: list[str], metric: st
     for (x, y), text in zip(points, labels):
         ax.annotate(text, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
     ax.set(xlabel="L0 (active features per token)", ylabel=metric, title=title)
-    if min(xs) > 0 and max(xs) / min(xs) >= 16:   # k = 4..64: doublings read better on a log axis
-        ax.set_xscale("log", base=2)
+    _log2_if_wide(ax, xs)
     ax.legend(loc="best", fontsize=8)
     return save_figure(fig, path)
 
@@ -116,7 +132,7 @@ def x_parameter(runs, params: list[str]) -> str | None:
 def plot_against_param(runs, params: list[str], metrics: list[str], labels: dict, path: Path, title: str) -> Path | None:
     """Final metrics against the sweep's numeric parameter (`x_parameter`): a sweep's result as a
     curve, one line per value of the other differing overrides."""
-    from interp.viz import plt, save_figure
+    from interp.viz import save_figure
 
     x_key = x_parameter(runs, params)
     shown = [m for m in metrics if len({r.metrics.get(m) for r in runs}) > 1][:MAX_PANELS * 3 // 4]
@@ -128,22 +144,17 @@ def plot_against_param(runs, params: list[str], metrics: list[str], labels: dict
     for run in runs:
         rest = " ".join(p for p in labels[run.name].split() if not p.startswith(own)) or "runs"
         series.setdefault(rest, []).append(run)
-    colors = {name: f"C{i % 10}" for i, name in enumerate(series)}
+    colors = _colors(series)
     xs = [r.params[x_key] for r in runs]
-    cols = min(3, len(shown))
-    rows = math.ceil(len(shown) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), squeeze=False)
-    for ax, metric in zip(axes.flat, shown):
+    fig, axes = _panels(len(shown), 3.2)
+    for ax, metric in zip(axes, shown):
         for name, group in series.items():
             points = sorted((r.params[x_key], r.metrics[metric]) for r in group if metric in r.metrics)
             if points:
                 ax.plot(*zip(*points), marker="o", color=colors[name], label=name)
         ax.set(title=metric, xlabel=x_key)
-        if min(xs) > 0 and max(xs) / min(xs) >= 16:
-            ax.set_xscale("log", base=2)
-    for ax in list(axes.flat)[len(shown):]:
-        ax.axis("off")
+        _log2_if_wide(ax, xs)
     if len(series) > 1:
-        axes.flat[0].legend(fontsize=7)
+        axes[0].legend(fontsize=7)
     fig.suptitle(title)
     return save_figure(fig, path)
