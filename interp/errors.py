@@ -51,3 +51,7 @@ def exit_on_user_error(fn):
 
 class Interrupted(InterpError):
     """The run was stopped by SIGTERM (a scheduler's pre-emption or time limit, `kill`) or Ctrl-C."""
+
+
+class DiskFull(InterpError):
+    """A write ran out of space (or hit a quota or file-size limit); what was written before is intact."""

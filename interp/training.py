@@ -18,7 +18,8 @@ from omegaconf import DictConfig
 
 from interp.callbacks import Throughput
 from interp.callbacks.interruption import EXIT_CODE, SaveOnInterrupt
-from interp.errors import ConfigError, Interrupted
+from interp.callbacks.checkpoint_io import AtomicCheckpointIO
+from interp.errors import ConfigError, DiskFull, Interrupted
 from interp.objectives import derived_metrics
 from interp.provenance import versions
 from interp.registry import task_kind
@@ -115,7 +116,10 @@ def record_failure(cfg: DictConfig, error: Exception, trainer: pl.Trainer | None
     if trainer is not None:
         known = {k: v.item() for k, v in trainer.callback_metrics.items() if v.numel() == 1 and not k.startswith("lr-")}
         known["trainer/global_step"] = trainer.global_step
-    write_failure(cfg.paths.output_dir, error, known)
+    try:
+        write_failure(cfg.paths.output_dir, error, known)
+    except DiskFull as e:   # the disk that stopped the run may have no room for metrics.json either
+        log.warning("the failure is not recorded in metrics.json: %s", e)
     hydra_cfg = HydraConfig.get()
     if wandb.run is None and hydra_cfg.mode == RunMode.MULTIRUN and wandb_logger(cfg) is not None:
         try:   # a sweep job that failed before its logger started: start its run, so the group shows the failure
@@ -153,7 +157,7 @@ def _train(cfg: DictConfig, state: dict) -> dict:
     loggers = build_loggers(cfg, hydra_cfg)
     throughput, last_val, state["interrupt"] = Throughput(), LastValidation(), SaveOnInterrupt()
     trainer: pl.Trainer = hydra.utils.instantiate(
-        cfg.trainer, logger=loggers or False,
+        cfg.trainer, logger=loggers or False, plugins=[*(cfg.trainer.get("plugins") or []), AtomicCheckpointIO()],
         callbacks=[*build_callbacks(cfg, bool(loggers)), throughput, last_val, state["interrupt"]])
     state["trainer"] = trainer
     if trainer.is_global_zero:

@@ -180,7 +180,7 @@ def test_a_full_disk_leaves_no_cache_that_looks_complete(tmp_path):
     # RLIMIT_FSIZE makes the kernel refuse writes past 8 kB (the cache is 16 kB) (EFBIG), as a full disk would.
     script = textwrap.dedent(f"""
         import resource, signal, sys, torch
-        from interp.errors import DataError
+        from interp.errors import DiskFull
         from interp.sae.cache import get_or_build
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         resource.setrlimit(resource.RLIMIT_FSIZE, (8_000, 8_000))
@@ -189,11 +189,11 @@ def test_a_full_disk_leaves_no_cache_that_looks_complete(tmp_path):
                 pass
         try:
             get_or_build(sys.argv[1], {FIELDS!r}, 4, fill)
-        except DataError as e:
-            print("DataError:", e)
+        except DiskFull as e:
+            print("DiskFull:", e)
     """)
     out = subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True, timeout=120)
-    assert "DataError:" in out.stdout and "Nothing was kept" in out.stdout, out.stdout + out.stderr
+    assert "DiskFull: file too large on" in out.stdout and "nothing was kept" in out.stdout, out.stdout + out.stderr
     assert [p.name for p in tmp_path.iterdir() if not p.name.endswith(".lock")] == []
     calls = []
     assert get_or_build(tmp_path, FIELDS, 4, counting_harvest(calls)).harvested   # a later job starts clean

@@ -2,9 +2,10 @@
 
 Layout: `<root>/<key>/{acts.npy, manifest.json}`, key = hash of what the
 activations depend on (base checkpoint hash, hook, data config, token count,
-dtype, seed). A cache is built in `<key>.tmp-<pid>/` and renamed into place
-only when complete, so a crash or a full disk never leaves something that
-looks valid. An exclusive `flock` on `<key>.lock` makes concurrent jobs of a
+dtype, seed). A cache is built in a hidden temporary folder beside it and
+renamed into place only when complete (interp.files.atomic_dir), so a crash or
+a full disk never leaves something that looks valid, and the temporary folder
+of a killed harvest is removed by the next one. An exclusive `flock` on `<key>.lock` makes concurrent jobs of a
 sweep wait for the one that harvests, then reuse its result.
 
 Reads use positional reads of row blocks (not a whole-file mmap), so training
@@ -14,7 +15,6 @@ plain `.npy`, so `np.load(path, mmap_mode="r")` opens it in a notebook.
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import json
 import logging
@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from interp.errors import DataError
-from interp.files import content_key, file_lock, file_sha256
+from interp.files import atomic_dir, content_key, file_lock, file_sha256, remove_stale_temps
 
 log = logging.getLogger(__name__)
 
@@ -137,6 +137,7 @@ def get_or_build(
         return CacheHandle(path, json.loads((path / MANIFEST_FILE).read_text()), harvested=False)
 
     final = Path(root) / content_key(fields)
+    remove_stale_temps(Path(root))   # harvests killed mid-way, of any key
     with file_lock(final.with_suffix(".lock")):
         if final.exists():
             if (reason := problem_with(final, fields, verify_hash)) is None:
@@ -157,28 +158,13 @@ def _build(final: Path, fields: dict, d_in: int, harvest: Callable[[CacheWriter]
         raise DataError(f"the activation cache needs {need / 2**20:.1f} MiB but {final.parent} has "
                         f"{free / 2**20:.1f} MiB free. Fix: free space, lower sae.harvest_tokens, "
                         "use sae.cache.dtype=float16, or sae.source=stream (no cache).")
-    tmp = final.with_name(f"{final.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    try:
+    fix = "lower sae.harvest_tokens or use sae.source=stream (no cache); nothing was kept"
+    with atomic_dir(final, fix=fix) as tmp:   # the cache appears complete or not at all
         writer = CacheWriter(tmp / ACTS_FILE, n, d_in, dtype)
         harvest(writer)
         digest = writer.close()
         manifest = {"fields": fields, "d_in": d_in, "sha256": digest, "bytes": (tmp / ACTS_FILE).stat().st_size}
-        with open(tmp / MANIFEST_FILE, "w") as f:
-            json.dump(manifest, f, indent=2, default=str)
-            f.flush()
-            os.fsync(f.fileno())
-        os.rename(tmp, final)   # atomic: the cache appears complete or not at all
-    except OSError as e:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if e.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
-            raise DataError(f"writing the activation cache into {final.parent} failed: {e.strerror}. Nothing "
-                            "was kept. Fix: free space, lower sae.harvest_tokens or use sae.source=stream.") from e
-        raise
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, default=str))
 
 
 class CacheReader:

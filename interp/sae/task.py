@@ -18,6 +18,7 @@ import torch
 from sae_lens.saes.sae import TrainStepInput
 
 from interp.data.batch import is_lm_batch, model_inputs, padding_mask, scored
+from interp.files import atomic_dir
 from interp.models.hooks import to_device
 from interp.sae import harvest, normalize
 from interp.sae.figures import save_density_histogram
@@ -134,9 +135,11 @@ class SAETask(ConfiguredTask):
         if int(self.tracker.n_samples) > 0:
             meta.l0 = float(self.tracker.density().sum())
             meta.num_dead_features = int(self.tracker.dead_mask().sum())
-        # Normalisation statistics folded in: the saved SAE takes raw activations.
-        normalize.fold(copy.deepcopy(self.sae), self.scaler).save_inference_model(path)
-        save_file({"sparsity": log10_density(self.tracker.density()).cpu()}, str(Path(path) / SPARSITY_FILENAME))
+        # Normalisation statistics folded in: the saved SAE takes raw activations. Written as a whole
+        # folder renamed into place, so `path` is never half an SAE.
+        with atomic_dir(path) as tmp:
+            normalize.fold(copy.deepcopy(self.sae), self.scaler).save_inference_model(tmp)
+            save_file({"sparsity": log10_density(self.tracker.density()).cpu()}, str(tmp / SPARSITY_FILENAME))
 
     # --- evaluation -------------------------------------------------------------------------
     def subject(self) -> Subject:
