@@ -6,6 +6,7 @@ The HTTP tests drive the app's endpoints in-process (Starlette's TestClient); th
 reason, where either is missing). Screenshots go to $INTERP_TEST_ARTIFACTS (default test-artifacts/).
 """
 
+import contextlib
 import os
 import re
 import shutil
@@ -120,8 +121,10 @@ def test_bad_input_is_shown_not_crashed(client, roots):
     outputs, _, run, _ = roots
     long = client.get("/api/prompt", params={"path": str(run), "prompt": "x = 1\n" * 300}).json()
     assert len(long["tokens"]) == 256 and "only the first 256" in long["notice"]
-    bad_head = client.get("/api/prompt", params={"path": str(run), "prompt": "a", "head": 9}).json()
-    assert "head 9 does not exist" in bad_head["attention"]["reason"] and "data" in bad_head["topk"]
+    bad_head = client.get("/api/prompt", params={"path": str(run), "prompt": "a", "head": 9})
+    assert bad_head.status_code == 400
+    assert bad_head.json()["error"] == ("head must be an integer from 0 to 3 (this model has 4 heads per layer); "
+                                        "got '9'.")
     assert "empty" in client.get("/api/prompt", params={"path": str(run), "prompt": ""}).json()["error"]
     assert "arithmetic MLP" in client.get("/api/row", params={"path": str(run), "inputs": "1 2"}).json()["error"]
     for path in ("/etc", str(outputs / ".." / ".."), str(run / ".." / ".." / ".." / "x")):
@@ -131,6 +134,69 @@ def test_bad_input_is_shown_not_crashed(client, roots):
     assert png.status_code == 200 and png.headers["content-type"] == "image/png"
     js = client.get("/static/plotly.min.js")
     assert js.status_code == 200 and "plotly" in js.text[:2000].lower()
+
+
+@pytest.mark.slow
+def test_hostile_parameters_on_a_trained_run_are_escaped_or_refused(client, roots):
+    """The values of test_explorer_security, now reaching the model: layer, head and k say what they take
+    (400), a hostile prompt is shown as text, in the form and as tokens, and runs no script."""
+    from test_explorer_security import LONG, PAYLOADS, assert_answered
+
+    run = str(roots[2])
+    layer = client.get("/run", params={"path": run, "prompt": "a", "layer": "abc"})
+    assert_answered(layer, status=400)
+    assert "layer must be an integer from 0 to 1 (this model has 2 layers); got &#x27;abc&#x27;." in layer.text
+    assert "name='prompt'" in layer.text   # the form is still there, to fix the value
+    for name, says in (("layer", "from 0 to 1"), ("head", "from 0 to 3"), ("k", "from 1 to 50")):
+        for value in (*PAYLOADS, "\0", "-1", "1e9", "9" * 5000, LONG[:5000], "2" if name == "layer" else "51"):
+            params = {"path": run, "prompt": "a", name: value}
+            for r in (client.get("/run", params=params), client.post("/run", data=params),
+                      client.post("/api/prompt", json=params)):
+                assert_answered(r, [value], 400)
+                assert f"{name} must be an integer {says}" in r.text, (name, value[:50], r.text[-300:])
+    for route in ("/run", "/api/row"):
+        r = client.post(route, data={"path": run, "inputs": PAYLOADS[0]})
+        assert_answered(r, PAYLOADS, 400)
+        assert "arithmetic MLP" in r.text
+    prompt = " ".join(PAYLOADS) + "\0 end"
+    for r in (client.get("/run", params={"path": run, "prompt": prompt}),
+              client.post("/run", data={"path": run, "prompt": prompt, "layer": "1", "head": "2", "k": "3"})):
+        assert_answered(r, PAYLOADS + [prompt], 200)
+        assert "id='attention'" in r.text and "&lt;/textarea&gt;&lt;script&gt;" in r.text
+    views = client.post("/api/prompt", json={"path": run, "prompt": prompt, "layer": 1, "head": 2, "k": 3})
+    assert views.status_code == 200 and "".join(views.json()["tokens"]).endswith(prompt)
+
+
+@pytest.mark.slow
+def test_checkpoint_linked_from_outside_the_roots_is_refused(roots, tmp_path):
+    """A copy of the trained run whose checkpoints/last.ckpt is a symlink to a (valid) checkpoint outside
+    the outputs folders: refused (403) before torch.load; linked to one inside, it loads."""
+    from starlette.testclient import TestClient
+
+    from interp.explorer.app import create_app
+    from interp.explorer.listing import SAE_DIR, Refused
+    from interp.explorer.views import Models
+    from interp.sae.task import SAE_DIR as LOADED
+
+    assert SAE_DIR == LOADED   # the explorer checks the folder an SAE run is loaded from
+
+    outputs, elsewhere = tmp_path / "outputs", tmp_path / "elsewhere"
+    linked = outputs / "2026-01-03" / "10-00-00_linked"
+    shutil.copytree(roots[2], linked, ignore=shutil.ignore_patterns("figures", "wandb"))
+    elsewhere.mkdir()
+    (linked / "checkpoints" / "last.ckpt").rename(elsewhere / "last.ckpt")
+    (linked / "checkpoints" / "last.ckpt").symlink_to(elsewhere / "last.ckpt")
+    client = TestClient(create_app([outputs]))
+    for r in (client.get("/run", params={"path": str(linked), "prompt": "a"}),
+              client.post("/api/prompt", json={"path": str(linked), "prompt": "a"})):
+        assert r.status_code == 403 and f"is a link to {elsewhere / 'last.ckpt'}, outside the outputs" in r.text
+    assert "outside the outputs folders" in client.get("/api/runs").json()["runs"][0]["problem"]
+    with pytest.raises(Refused, match="outside the outputs folders"):
+        Models(roots=[outputs]).get(linked)
+    shutil.move(elsewhere / "last.ckpt", linked / "checkpoints" / "best.ckpt")   # now a link inside the run
+    (linked / "checkpoints" / "last.ckpt").unlink()
+    (linked / "checkpoints" / "last.ckpt").symlink_to(linked / "checkpoints" / "best.ckpt")
+    assert client.post("/api/prompt", data={"path": str(linked), "prompt": "a"}).status_code == 200
 
 
 @pytest.mark.slow
@@ -163,6 +229,9 @@ def test_views_fit_lstm_kgram_and_arithmetic_models(tmp_path):
     layers = lstm["lstm"]["data"]   # per layer [neuron, position]
     assert len(layers) == 2 and len(layers[0]) == 16 and len(layers[0][0]) == n
     assert "attention heads" in lstm["attention"]["reason"] and len(lstm["pca"]["data"]["stages"]) == 3
+    long = prompt_views(loaded({"arch": "lstm", "d_vocab": 512, "d_embed": 8, "d_hidden": 16, "n_layers": 1,
+                                "dropout": 0.0}, tok), "x = 1; " * 1000)   # no context: cut for the page's sake
+    assert len(long["tokens"]) == 1024 and "shows at most 1024 (this model takes any length)" in long["notice"]
     kgram = prompt_views(loaded({"arch": "kgram", "d_vocab": 512, "k": 3, "d_embed": 8, "d_hidden": 16}, tok), PROMPT)
     share = kgram["kgram"]["data"]["share"]
     assert kgram["kgram"]["data"]["slots"] == ["t-2", "t-1", "t-0"] and len(share[0]) == n
@@ -224,6 +293,23 @@ def browser_or_skip():
     return sync_playwright
 
 
+@contextlib.contextmanager
+def explorer(env: dict, *roots: Path):
+    """`analyze.py serve` on a free port over `roots`, as a user starts it: yields its URL."""
+    args = [sys.executable, str(REPO / "analyze.py"), "serve", "--port", "0"]
+    server = subprocess.Popen(args + [a for r in roots for a in ("--root", str(r))], cwd=REPO, env=env,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        yield re.search(r"http://\S+/", server.stdout.readline()).group(0)
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:   # still answering a request
+            server.kill()
+            server.wait()
+
+
 @pytest.mark.slow
 def test_browser_lists_runs_and_renders_a_prompt(roots, train_env):
     from interp.explorer import pages
@@ -232,23 +318,24 @@ def test_browser_lists_runs_and_renders_a_prompt(roots, train_env):
     outputs, multirun, run, _ = roots
     shots = Path(os.environ.get("INTERP_TEST_ARTIFACTS", REPO / "test-artifacts")) / "explorer"
     shots.mkdir(parents=True, exist_ok=True)
-    server = subprocess.Popen([sys.executable, str(REPO / "analyze.py"), "serve", "--port", "0", "--root", str(outputs),
-                               "--root", str(multirun)], cwd=REPO, env=train_env, stdout=subprocess.PIPE, text=True)
-    try:
-        url = re.search(r"http://\S+/", server.stdout.readline()).group(0)
+    with explorer(train_env, outputs, multirun) as url:
         shown = [pages.shown(t) for t in expected_tokens(run)]   # '·' for spaces, '\\n' for newlines
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
             page = browser.new_page(viewport={"width": 1300, "height": 900})
             page.set_default_timeout(300_000)   # the first prompt fits the PCA basis; shared CPUs are slow
+            refused = []   # the explorer's pages must work under its own Content-Security-Policy
+            page.on("console", lambda m: refused.append(m.text) if "Content Security Policy" in m.text else None)
             page.goto(url)
             assert page.locator("tr.run").count() == 3   # the run, the half-written one, the sweep's job
             page.screenshot(path=shots / "start.png", full_page=True)
             page.click(f"a:text('{run}')")
             page.fill("textarea[name=prompt]", PROMPT)
-            page.click("button[type=submit]")
+            with page.expect_navigation():
+                page.click("button[type=submit]")
             page.wait_for_selector("#pca .main-svg")
-            page.select_option("select[name=layer]", "1")   # submits the form: layer 1's heads
+            with page.expect_navigation():
+                page.select_option("select[name=layer]", "1")   # submits the form: layer 1's heads
             page.wait_for_selector("#attention .main-svg")
             assert page.locator("#attention .gtitle").first.text_content() == "layer 1 head 0"
             ticks = page.locator("#attention .xtick text").all_text_contents()
@@ -258,12 +345,13 @@ def test_browser_lists_runs_and_renders_a_prompt(roots, train_env):
             rows = page.locator("table.topk tr").all_inner_texts()
             assert [row.split("\t")[1] for row in rows[1:]] == shown
             page.screenshot(path=shots / "prompt.png", full_page=True)
+            # A 100 kB prompt: POSTed (a GET URL that long is dropped by the server), cut to the context.
+            long = "x = 1; " * 15_000   # one line: Playwright fills a textarea line by line, slowly
+            page.fill("textarea[name=prompt]", long)
+            with page.expect_navigation():
+                page.click("button[type=submit]")
+            assert "only the first 256 are shown" in page.locator("p.notice").text_content()
+            assert page.input_value("textarea[name=prompt]") == long and "prompt" not in page.url
+            assert page.locator("#pca .main-svg").count() > 0 and refused == [], refused
             browser.close()
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:   # still answering a request
-            server.kill()
-            server.wait()
     assert (shots / "prompt.png").stat().st_size > 10_000

@@ -3,6 +3,9 @@
 A run directory is any folder with Hydra's `.hydra/`, a `config.yaml` or `checkpoints/`; a sweep is a
 folder holding Hydra's `multirun.yaml` and its jobs. A run whose files are missing or unreadable is
 listed with a `problem` instead of failing the whole listing (a run still training has no metrics.json).
+
+Every path the explorer reads lies inside the outputs folders once symlinks are resolved (`inside`,
+`require_inside`): a run whose checkpoint links to a file elsewhere is refused, never unpickled.
 """
 
 from __future__ import annotations
@@ -23,6 +26,23 @@ KEY_METRICS = ("val/loss", "val/ppl", "val/acc", "val/exact_match", "val/explain
                "val/ce_loss_score", "val/mse")
 FIGURE_SUFFIXES = (".png", ".html", ".md")
 SWEEP_FILE = "multirun.yaml"
+SAE_DIR = SAE_GROUP      # <run>/sae/: interp.sae.task.SAE_DIR (a module that imports torch), the same name
+# What loading a run reads (the sae/ folder with every file in it): each must resolve inside the roots.
+RUN_FILES = (CONFIG_FILE, METRICS_FILE, "checkpoints", "checkpoints/last.ckpt", SAE_DIR)
+PATH_MAX, NAME_MAX = 4096, 255   # Linux's limits, in bytes
+
+
+class BadPath(RunDirError):
+    """A path parameter that is no path at all (empty, a NUL byte, too long, a symlink loop): 400."""
+
+
+class Refused(RunDirError):
+    """A path, or a file a run links to, outside the outputs folders (symlinks resolved): 403."""
+
+
+def clip(text: str, n: int = 400) -> str:
+    """`text` quoted for an error message, cut to `n` characters (a hostile value can be megabytes)."""
+    return repr(text) if len(text) <= n else f"{text[:n]!r}... ({len(text)} characters)"
 
 
 @dataclass
@@ -48,12 +68,19 @@ def is_run_dir(path: Path) -> bool:
     return any((path / name).exists() for name in (".hydra", CONFIG_FILE, "checkpoints"))
 
 
-def read_run(path: Path, sweep: Path | None = None) -> RunInfo:
-    """What the start page shows of one run; never raises (a broken run gets `problem`)."""
+def read_run(path: Path, sweep: Path | None = None, roots: list[Path] | None = None) -> RunInfo:
+    """What the start page shows of one run; never raises (a broken run gets `problem`). With `roots`, a
+    run whose files link outside them is not read at all."""
     info = RunInfo(path=path, sweep=sweep)
     if not path.is_dir():
         info.problem = "the directory is gone"
         return info
+    if roots is not None:
+        try:
+            require_inside(path, roots)
+        except RunDirError as e:
+            info.problem = str(e)
+            return info
     try:
         config = yaml.safe_load((path / CONFIG_FILE).read_text()) or {}
         choices = (config.get("run_meta") or {}).get("choices") or {}
@@ -92,11 +119,11 @@ def scan(roots: list[Path]) -> tuple[list[RunInfo], list[SweepInfo]]:
             here = Path(dirpath)
             dirnames.sort()
             if (here / SWEEP_FILE).is_file():
-                jobs = [read_run(here / d, sweep=here) for d in dirnames if is_run_dir(here / d)]
+                jobs = [read_run(here / d, sweep=here, roots=roots) for d in dirnames if is_run_dir(here / d)]
                 sweeps.append(SweepInfo(here, jobs, comparison_reports(here)))
                 dirnames.clear()
             elif here != root and is_run_dir(here):
-                runs.append(read_run(here))
+                runs.append(read_run(here, roots=roots))
                 dirnames.clear()   # a run's own folders (figures, wandb, ...) hold no runs
             else:
                 dirnames[:] = [d for d in dirnames if not d.startswith(".")]
@@ -114,10 +141,48 @@ def comparison_reports(sweep: Path) -> list[Path]:
 
 
 def inside(path: str | Path, roots: list[Path]) -> Path:
-    """`path` resolved, if it lies inside one of `roots` (symlinks followed); RunDirError otherwise."""
-    resolved = Path(path).resolve()
+    """`path` resolved, if it lies inside one of `roots` (symlinks followed); Refused otherwise, BadPath
+    if it is no path at all."""
+    text = str(path)
+    if not text:
+        raise BadPath("no path given. Fix: open a run listed on the start page (/run?path=<run directory>).")
+    if "\0" in text:
+        raise BadPath(f"the path {clip(text)} contains a NUL byte (%00), which no file name can hold. "
+                      "Fix: open a run listed on the start page.")
+    try:
+        encoded = os.fsencode(text)
+    except UnicodeError:
+        raise BadPath(f"the path {clip(text)} is not valid text (a lone surrogate). Fix: send it as UTF-8.") from None
+    if len(encoded) > PATH_MAX or any(len(part) > NAME_MAX for part in encoded.split(b"/")):
+        raise BadPath(f"the path {clip(text)} is longer than a file path can be ({PATH_MAX} bytes, {NAME_MAX} "
+                      "per name). Fix: open a run listed on the start page.")
+    try:
+        resolved = Path(text).resolve()
+    except (OSError, RuntimeError) as e:   # RuntimeError: a symlink loop
+        raise BadPath(f"the path {clip(text)} cannot be resolved ({e}).") from None
     for root in roots:
         if resolved.is_relative_to(root.resolve()):
             return resolved
-    raise RunDirError(f"{str(path)!r} is outside the outputs folders ({', '.join(map(str, roots))}). "
-                      "Fix: open a run listed on the start page.")
+    raise Refused(f"{clip(text)} is outside the outputs folders ({', '.join(map(str, roots))}). "
+                  "Fix: open a run listed on the start page.")
+
+
+def require_inside(run: Path, roots: list[Path]) -> None:
+    """Refused if a file that loading `run` reads (config, metrics, checkpoint, sae/) is a symlink
+    leading outside `roots`: torch.load unpickles, so a checkpoint must never come from elsewhere."""
+    sae = run / SAE_DIR
+    try:
+        in_sae = [f"{SAE_DIR}/{p.name}" for p in sae.iterdir()] if sae.is_dir() else []
+    except OSError:   # unreadable: loading it fails later, saying so
+        in_sae = []
+    for name in (*RUN_FILES, *in_sae):
+        file = run / name
+        if file.is_symlink() or file.exists():
+            try:
+                inside(file, roots)
+            except BadPath as e:
+                raise Refused(f"{run}/{name} cannot be read: {e}") from None
+            except Refused:
+                raise Refused(f"{run}/{name} is a link to {file.resolve()}, outside the outputs folders "
+                              f"({', '.join(map(str, roots))}): the explorer loads nothing from elsewhere. "
+                              "Fix: copy the file into the run instead of linking it.") from None

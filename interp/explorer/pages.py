@@ -2,11 +2,15 @@
 
 Figures are plotly divs (numpy arrays, which plotly writes as compact typed arrays); the page loads
 plotly.js from the app itself (`/static/plotly.min.js`, the copy inside the plotly package), so nothing
-comes from the network.
+comes from the network. A page holds no inline script: each figure is JSON in its div's `data-figure`,
+drawn by SCRIPT (`/static/explorer.js`), so the app's Content-Security-Policy can refuse every script
+that is not its own. Every value put into HTML (paths, prompts, tokens, parameters, messages, config values,
+file names) goes through `esc`.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from html import escape
 from pathlib import Path
@@ -23,6 +27,21 @@ td,th{border:1px solid #ccc;padding:2px 6px;font-size:13px;vertical-align:top}th
 .tok{font-family:monospace;white-space:pre}section{margin:1.2em 0}textarea{width:100%;font-family:monospace}
 a.fig{margin-right:.6em;font-size:12px}"""
 
+# Draws the figures and re-submits the form when a layer or head is chosen: the page's only script.
+SCRIPT = """for (const div of document.querySelectorAll("div[data-figure]")) {
+  const fig = JSON.parse(div.dataset.figure);
+  Plotly.newPlot(div, fig.data, fig.layout, JSON.parse(div.dataset.config));
+}
+for (const menu of document.querySelectorAll("select[data-submit]")) {
+  menu.addEventListener("change", () => menu.form.submit());
+}
+"""
+
+
+def esc(value) -> str:
+    """Any value as HTML text or a quoted attribute's value (quotes escaped too)."""
+    return escape(str(value), quote=True)
+
 
 def shown(token: str) -> str:
     """A token as visible text: escapes for newlines and tabs, spaces as '·'."""
@@ -30,30 +49,37 @@ def shown(token: str) -> str:
 
 
 def page(title: str, body: str, scripts: bool = False) -> str:
-    script = '<script src="/static/plotly.min.js"></script>' if scripts else ""
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{escape(title)}</title>{script}"
+    """`body` is HTML whose every value its builder escaped; `scripts`: plotly.js and the page's SCRIPT."""
+    script = ("<script src='/static/plotly.min.js' defer></script><script src='/static/explorer.js' defer></script>"
+              if scripts else "")
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{esc(title)}</title>{script}"
             f"<style>{STYLE}</style></head><body>{body}</body></html>")
 
 
+def error_page(status: int, message: str) -> str:
+    return page(f"error {status}", f"<p><a href='/'>all runs</a></p><p class='problem' id='error'>error: "
+                                   f"{esc(message)}</p>")
+
+
 def metrics_cell(metrics: dict) -> str:
-    return "<br>".join(f"{escape(k)} = {v:.4g}" if isinstance(v, (int, float)) else f"{escape(k)} = {escape(str(v))}"
+    return "<br>".join(f"{esc(k)} = {v:.4g}" if isinstance(v, (int, float)) else f"{esc(k)} = {esc(v)}"
                        for k, v in metrics.items())
 
 
 def figures_cell(info: RunInfo, file_url: Callable[[Path], str]) -> str:
     base = info.path / "figures"
-    return " ".join(f"<a class='fig' href='{escape(file_url(p))}'>{escape(str(p.relative_to(base)))}</a>"
+    return " ".join(f"<a class='fig' href='{esc(file_url(p))}'>{esc(p.relative_to(base))}</a>"
                     for p in info.figures)
 
 
 def run_rows(runs: list[RunInfo], file_url, run_url) -> str:
     rows = []
     for r in runs:
-        name = escape(str(r.path))
-        link = f"<a href='{escape(run_url(r.path))}'>{name}</a>" if run_url and r.problem is None else name
-        problem = f"<div class='problem'>{escape(r.problem)}</div>" if r.problem else ""
-        rows.append(f"<tr class='run'><td>{link}{problem}</td><td>{escape(r.task)}</td><td>{escape(r.model)}</td>"
-                    f"<td>{escape(r.data)}</td><td>{metrics_cell(r.metrics)}</td>"
+        name = esc(r.path)
+        link = f"<a href='{esc(run_url(r.path))}'>{name}</a>" if run_url and r.problem is None else name
+        problem = f"<div class='problem'>{esc(r.problem)}</div>" if r.problem else ""
+        rows.append(f"<tr class='run'><td>{link}{problem}</td><td>{esc(r.task)}</td><td>{esc(r.model)}</td>"
+                    f"<td>{esc(r.data)}</td><td>{metrics_cell(r.metrics)}</td>"
                     f"<td>{figures_cell(r, file_url)}</td></tr>")
     head = "<tr><th>run</th><th>task</th><th>model</th><th>data</th><th>metrics</th><th>figures</th></tr>"
     return f"<table>{head}{''.join(rows)}</table>"
@@ -62,7 +88,7 @@ def run_rows(runs: list[RunInfo], file_url, run_url) -> str:
 def start_page(runs: list[RunInfo], sweeps: list[SweepInfo], roots: list[Path], file_url: Callable[[Path], str],
                run_url: Callable[[Path], str] | None) -> str:
     """The list of runs and sweeps. `run_url` None: a static page (no prompts, files linked directly)."""
-    where = escape(", ".join(map(str, roots)))
+    where = esc(", ".join(map(str, roots)))
     parts = [f"<h1>interp runs</h1><p>under {where}: {len(runs)} runs, {len(sweeps)} sweeps.</p>"]
     if run_url is None:
         parts.append("<p>A static listing. <code>python analyze.py serve</code> opens the explorer, where a "
@@ -70,15 +96,17 @@ def start_page(runs: list[RunInfo], sweeps: list[SweepInfo], roots: list[Path], 
     parts.append("<h2>Runs</h2>" + (run_rows(runs, file_url, run_url) if runs else "<p>none yet: "
                                     "<code>python train.py</code> trains one.</p>"))
     for s in sweeps:
-        reports = " ".join(f"<a href='{escape(file_url(p))}'>{escape(p.name)}</a>" for p in s.reports)
-        parts.append(f"<h2 class='sweep'>Sweep {escape(str(s.path))}</h2><p>{len(s.jobs)} jobs. Comparison report: "
+        reports = " ".join(f"<a href='{esc(file_url(p))}'>{esc(p.name)}</a>" for p in s.reports)
+        parts.append(f"<h2 class='sweep'>Sweep {esc(s.path)}</h2><p>{len(s.jobs)} jobs. Comparison report: "
                      f"{reports or '<span class=reason>none (python analyze.py compare writes one)</span>'}</p>"
                      + run_rows(s.jobs, file_url, run_url))
     return page("interp runs", "".join(parts))
 
 
 def figure_html(fig) -> str:
-    return fig.to_html(full_html=False, include_plotlyjs=False, config={"displaylogo": False})
+    """A div that SCRIPT draws `fig` in (no inline script: see the module's docstring)."""
+    config = json.dumps({"displaylogo": False})
+    return f"<div class='figure' data-figure='{esc(fig.to_json())}' data-config='{esc(config)}'></div>"
 
 
 def ticks(labels: list[str]) -> dict:
@@ -145,9 +173,9 @@ def topk_table(rows: list[dict]) -> str:
     body = []
     for pos, row in enumerate(rows):
         actual = row["actual_next"]
-        cells = "".join(f"<td><span class='tok'>{escape(shown(t))}</span> {p:.3f}</td>" for t, p in row["top"])
-        body.append(f"<tr><td>{pos}</td><td class='tok'>{escape(shown(row['input']))}</td>"
-                    f"<td class='tok'>{escape(shown(actual)) if actual is not None else ''}</td>{cells}</tr>")
+        cells = "".join(f"<td><span class='tok'>{esc(shown(t))}</span> {p:.3f}</td>" for t, p in row["top"])
+        body.append(f"<tr><td>{pos}</td><td class='tok'>{esc(shown(row['input']))}</td>"
+                    f"<td class='tok'>{esc(shown(actual)) if actual is not None else ''}</td>{cells}</tr>")
     return f"<table class='topk'>{head}</tr>{''.join(body)}</table>"
 
 
@@ -155,29 +183,29 @@ def sae_table(view: dict, file_url) -> str:
     body = []
     for row in view["tokens"]:
         feats = ", ".join(
-            (f"<a href='{escape(file_url(Path(f['dashboard'])))}'>f{f['feature']}</a>" if f["dashboard"] else
+            (f"<a href='{esc(file_url(Path(f['dashboard'])))}'>f{f['feature']}</a>" if f["dashboard"] else
              f"f{f['feature']}") + f" ({f['act']:.3g})" for f in row["features"])
-        body.append(f"<tr><td class='tok'>{escape(shown(row['token']))}</td><td>{row['n_active']}</td>"
+        body.append(f"<tr><td class='tok'>{esc(shown(row['token']))}</td><td>{row['n_active']}</td>"
                     f"<td>{feats}</td></tr>")
-    return (f"<p>SAE on <code>{escape(view['hook'])}</code>, {view['d_sae']} features; the top {SAE_TOP} active "
+    return (f"<p>SAE on <code>{esc(view['hook'])}</code>, {view['d_sae']} features; the top {SAE_TOP} active "
             "per token (linked when a dashboard exists in figures/dashboard/).</p><table class='sae'><tr><th>token</th>"
             f"<th>active</th><th>features (activation)</th></tr>{''.join(body)}</table>")
 
 
 def section(name: str, title: str, view: dict, render: Callable[[object], str]) -> str:
-    inner = render(view["data"]) if "data" in view else f"<p class='reason'>{escape(view['reason'])}</p>"
-    return f"<section id='{name}'><h2>{escape(title)}</h2>{inner}</section>"
+    inner = render(view["data"]) if "data" in view else f"<p class='reason'>{esc(view['reason'])}</p>"
+    return f"<section id='{name}'><h2>{esc(title)}</h2>{inner}</section>"
 
 
 def prompt_sections(result: dict, file_url) -> str:
     labels = result["tokens"]
-    parts = [f"<p class='notice'>{escape(result['notice'])}</p>" if result["notice"] else "",
-             f"<p>{len(labels)} tokens: " + " ".join(f"<span class='tok'>[{escape(shown(t))}]</span>" for t in labels)
+    parts = [f"<p class='notice'>{esc(result['notice'])}</p>" if result["notice"] else "",
+             f"<p>{len(labels)} tokens: " + " ".join(f"<span class='tok'>[{esc(shown(t))}]</span>" for t in labels)
              + "</p>"]
     parts.append(section("attention", "Attention", result["attention"], lambda v: attention_figure(v, labels)))
 
     def pca(v):
-        note = f"<p class='reason'>{escape(v['note'])}</p>" if v.get("note") else ""
+        note = f"<p class='reason'>{esc(v['note'])}</p>" if v.get("note") else ""
         return note + pca_figure(v, labels)
 
     parts.append(section("pca", "Hidden states: PCA across layers", result["pca"], pca))
@@ -194,13 +222,13 @@ def prompt_sections(result: dict, file_url) -> str:
 
 
 def row_sections(result: dict, file_url) -> str:
-    parts = [(f"<p>inputs {result['inputs']}: prediction <b>{result['prediction']:.3f}</b>, "
-              f"answer |col1[ptr1] - col2[ptr2]| = <b>{result['answer']}</b></p>")]
+    parts = [(f"<p>inputs {esc(result['inputs'])}: prediction <b>{result['prediction']:.3f}</b>, "
+              f"answer |col1[ptr1] - col2[ptr2]| = <b>{esc(result['answer'])}</b></p>")]
     for hook, acts in result["hidden"].items():
         parts.append(heatmap_figure([acts], [str(i) for i in range(len(acts))], f"{hook} activations", "",
                                     scale="Viridis", zmid=None))
     parts.append(section("sae_features", "SAE features", result["sae_features"], lambda v: sae_table(v, file_url)))
-    parts.append(section("probe", "Feature probe", result["probe"], lambda v: f"<pre>{escape(v['report'])}</pre>"))
+    parts.append(section("probe", "Feature probe", result["probe"], lambda v: f"<pre>{esc(v['report'])}</pre>"))
     return "".join(parts)
 
 
@@ -211,25 +239,28 @@ def run_page(info: RunInfo, kind: str, form: dict, result: dict | None, error: s
         return "".join(f"<option value='{i}'{' selected' if str(i) == str(form.get(name, 0)) else ''}>{i}</option>"
                        for i in range(n))
 
-    hidden = f"<input type='hidden' name='path' value='{escape(str(info.path))}'>"
+    hidden = f"<input type='hidden' name='path' value='{esc(info.path)}'>"
     if kind == "regression":
         fields = (f"<label>inputs (col1, ptr1, col2, ptr2) <input name='inputs' size='40' "
-                  f"value='{escape(form.get('inputs', ''))}'></label>")
+                  f"value='{esc(form.get('inputs', ''))}'></label>")
     else:
-        selects = (f" layer <select name='layer' onchange='this.form.submit()'>{options('layer', n_layers)}</select>"
-                   f" head <select name='head' onchange='this.form.submit()'>{options('head', n_heads)}</select>"
+        selects = (f" layer <select name='layer' data-submit>{options('layer', n_layers)}</select>"
+                   f" head <select name='head' data-submit>{options('head', n_heads)}</select>"
                    if n_layers else "")
-        fields = (f"<textarea name='prompt' rows='4'>{escape(form.get('prompt', ''))}</textarea><br>{selects}"
-                  f" top-k <input name='k' type='number' min='1' max='50' value='{escape(str(form.get('k', 5)))}'>")
-    body = [f"<p><a href='/'>all runs</a></p><h1>{escape(str(info.path))}</h1>",
-            f"<p>task {escape(info.task)}, model {escape(info.model)}, data {escape(info.data)}</p>",
+        fields = (f"<textarea name='prompt' rows='4'>{esc(form.get('prompt', ''))}</textarea><br>{selects}"
+                  f" top-k <input name='k' type='number' min='1' max='50' value='{esc(form.get('k', 5))}'>")
+    body = [f"<p><a href='/'>all runs</a></p><h1>{esc(info.path)}</h1>",
+            f"<p>task {esc(info.task)}, model {esc(info.model)}, data {esc(info.data)}</p>",
             f"<p>{metrics_cell(info.metrics)}</p><p>figures: {figures_cell(info, file_url) or 'none'}</p>",
-            (f"<form method='get' action='/run' id='prompt-form'>{hidden}{fields} "
+            # POST: a prompt of any length up to the body limit (a GET URL is cut at a few kB)
+            (f"<form method='post' action='/run' id='prompt-form' accept-charset='utf-8'>{hidden}{fields} "
              "<button type='submit'>Show</button></form>")]
     if error:
-        body.append(f"<p class='problem' id='error'>{escape(error)}</p>")
+        body.append(f"<p class='problem' id='error'>{esc(error)}</p>")
     if result is not None:
         body.append(row_sections(result, file_url) if kind == "regression" else prompt_sections(result, file_url))
+        if "seconds" in result:
+            body.append(f"<p>answered in {result['seconds']:.3f} s</p>")
     return page(str(info.path), "".join(body), scripts=True)
 
 

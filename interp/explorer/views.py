@@ -25,6 +25,9 @@ PCA_ROWS = 2000         # validation activations the PCA basis is fitted on
 BACKGROUND = 300        # of which are drawn grey behind the prompt
 SAE_TOP = 5             # features shown per token
 PROBE_ROWS = 4096       # test rows that label the arithmetic SAE's features for the feature probe
+# Tokens shown for a model without a context (LSTM, k-gram): a 1 MB prompt would be ~250k, and pages
+# whose figures hold every position's hidden state.
+MAX_TOKENS = 1024
 
 
 @dataclass
@@ -45,17 +48,21 @@ class Models:
     """Loaded runs by directory, reloaded when the checkpoint changes; one prompt at a time.
 
     `sae`: a pretrained SAE (conf/sae/pretrained.yaml's fields: path, or release + id) given to every run
-    without one of its own, where it fits the model (otherwise the SAE view says why)."""
+    without one of its own, where it fits the model (otherwise the SAE view says why). `roots`: a run whose
+    checkpoint, config or sae/ links outside them is refused (listing.Refused) before anything is loaded."""
 
-    def __init__(self, device: str = "cpu", keep: int = 4, sae: dict | None = None):
-        self.device, self.keep, self.sae = device, keep, sae
+    def __init__(self, device: str = "cpu", keep: int = 4, sae: dict | None = None, roots: list[Path] | None = None):
+        self.device, self.keep, self.sae, self.roots = device, keep, sae, roots
         self.lock = threading.Lock()
         self._cache: dict[tuple, Loaded] = {}
 
     def get(self, path: Path) -> Loaded:
+        from interp.explorer.listing import require_inside
         from interp.run_dir import checkpoint_path
         from interp.runs import load_run
 
+        if self.roots is not None:   # checked again here, as close to torch.load as can be
+            require_inside(path, self.roots)
         ckpt = checkpoint_path(path)
         key = (str(path), ckpt.stat().st_mtime_ns)
         if key not in self._cache:
@@ -92,14 +99,18 @@ def kind_of(model) -> str:
 
 
 def encode(prompt: str, tokenizer, n_ctx: int | None) -> tuple[torch.Tensor, str | None]:
-    """Token ids [1, pos] ([eot] first, as in training), cut to the context with a notice."""
+    """Token ids [1, pos] ([eot] first, as in training), cut to the context (MAX_TOKENS for a model
+    without one) with a notice."""
     from interp.analyses.common.inputs import encode_prompt
 
     tokens = encode_prompt(prompt, tokenizer, None)
-    if n_ctx is not None and tokens.shape[1] > n_ctx:
-        notice = (f"the prompt is {tokens.shape[1]} tokens (with the leading [eot]) but the model's context is "
-                  f"{n_ctx}: only the first {n_ctx} are shown")
-        return tokens[:, :n_ctx], notice
+    limit = n_ctx or MAX_TOKENS
+    if tokens.shape[1] > limit:
+        why = (f"the model's context is {n_ctx}" if n_ctx else
+               f"the explorer shows at most {MAX_TOKENS} (this model takes any length)")
+        notice = (f"the prompt is {tokens.shape[1]} tokens (with the leading [eot]) but {why}: only the first "
+                  f"{limit} are shown")
+        return tokens[:, :limit], notice
     return tokens, None
 
 
