@@ -42,9 +42,12 @@ if __name__ == "__main__":
         exit_on_user_error(explorer)(sys.argv[1:])
         sys.exit(0)
     from interp.analyzing import TEXT_OPTIONS, entry_keys
-    from interp.cli import bare_names_to, check_override_syntax, plus_new_keys, quote_text_options
+    from interp.cli import (bare_names_to, check_override_syntax, hydra_errors_in_one_line, plus_new_keys,
+                            quote_text_options)
 
+    conf = Path(__file__).with_name("conf")
     argv = quote_text_options(bare_names_to("analysis", sys.argv), (*TEXT_OPTIONS, "prompt_file"))
     check_override_syntax(argv, TEXT_OPTIONS)
-    sys.argv = plus_new_keys(argv, entry_keys(Path(__file__).with_name("conf") / "analyze.yaml"))
-    main()
+    sys.argv = plus_new_keys(argv, entry_keys(conf / "analyze.yaml"))
+    with hydra_errors_in_one_line("analyze.py", conf):
+        main()

@@ -29,11 +29,12 @@ def reproduce() -> int:
 
 
 if __name__ == "__main__":
-    from interp.cli import check_override_syntax, hydra_errors_in_one_line
+    from interp.cli import check_override_syntax, hydra_errors_in_one_line, multirun_flag_first
 
+    sys.argv = multirun_flag_first(sys.argv)
     check_override_syntax(sys.argv)
     try:
-        with hydra_errors_in_one_line():
+        with hydra_errors_in_one_line("train.py"):
             sys.exit(reproduce()) if "--reproduce" in sys.argv else main()
     except ValueError as e:   # an Optuna search whose every trial failed: a summary, not a traceback
         from interp.sweep import no_trial_finished

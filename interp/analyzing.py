@@ -191,6 +191,9 @@ def report_wandb(target, analysed: list) -> None:
 def analyze(cfg: DictConfig) -> dict[str, dict]:
     """Run the analyses `cfg.analysis` names on the run `cfg.run` (or on a pretrained `cfg.model`);
     return {analysis: metrics}."""
+    from interp.config_schema import check_config
+
+    check_config(cfg)   # before any loading (and the imports below, seconds): which=, device=, data.* ...
     from interp.analyses.runner import check_name, run_analysis, split_options
     from interp.analyze_wandb import Analysed
     from interp.run_dir import FIGURES_DIR

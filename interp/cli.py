@@ -4,6 +4,7 @@
   commas, colons...). Values of the text options are quoted for Hydra here, so any text works
   as typed (quote it for the shell: prompt="..."). `${` is escaped so text is never an interpolation.
 - Bare names: `analyze.py run=<run> hooks` means `analysis=hooks`.
+- `-m` anywhere: `train.py model=kgram -m seed=0,1` is a sweep, as with `-m` first.
 - Options an entry config does not declare need no `+` (`k=3` is `+k=3`).
 - An override Hydra cannot parse is reported as one `error: ... Fix: ...` line with exit 2,
   like every other bad input, instead of Hydra's multi-line message and exit 1.
@@ -63,6 +64,12 @@ def plus_new_keys(argv: list[str], known: set[str]) -> list[str]:
     return out
 
 
+def multirun_flag_first(argv: list[str]) -> list[str]:
+    """`prog a=1 -m b=2,3` -> `prog -m a=1 b=2,3`: Hydra's parser takes overrides only after its flags."""
+    flags = [a for a in argv[1:] if a in ("-m", "--multirun")]
+    return argv[:1] + flags + [a for a in argv[1:] if a not in flags]
+
+
 def check_override_syntax(argv: list[str], text_keys: tuple[str, ...] = ()) -> None:
     """Exit 2 with one `error: ... Fix: ...` line if Hydra's grammar rejects an override."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -91,6 +98,9 @@ class hydra_errors_in_one_line:
     Hydra prints these over several lines and exits 1 unless HYDRA_FULL_ERROR=1, which makes it re-raise
     them (and any other error, with its full traceback) so they can be caught here.
     """
+
+    def __init__(self, prog: str = "train.py", conf_dir=None):
+        self.prog, self.conf_dir = prog, conf_dir   # conf_dir: to name a config group's options
 
     def __enter__(self):
         import os
@@ -128,9 +138,25 @@ class hydra_errors_in_one_line:
         if isinstance(error, MissingConfigException):
             fix = "choose one of the options listed"
         elif "not in struct" in text:
-            fix = ("check the key's spelling (python train.py --cfg job prints every key), "
+            fix = (f"check the key's spelling (python {self.prog} --cfg job prints every key), "
                    "or add a new key with a leading +, e.g. +key=value")
         else:
-            fix = "correct the override (python train.py --cfg job prints every key and its value)"
-        print(f"error: {reason.rstrip('.')}. Fix: {fix}.", file=sys.stderr)
+            fix = f"correct the override (python {self.prog} --cfg job prints every key and its value)"
+        message = f"error: {reason.rstrip('.')}. Fix: {fix}."
+        print(self.unchosen_group(text) or message, file=sys.stderr)
         sys.exit(2)
+
+    def unchosen_group(self, text: str) -> str | None:
+        """`data.vocab_size=...` with no `data=` where the group has no default (analyze.py's model, data,
+        sae): the message says to choose the group, not to add a `+` key."""
+        override = re.search(r"Could not override '([^']+)'", text)
+        missing = re.search(r"Key '([^']+)' is not in struct", text)
+        if not (override and missing and self.conf_dir) or override.group(1).split(".")[0] != missing.group(1):
+            return None
+        group, key = missing.group(1), override.group(1)
+        options = sorted(p.stem for p in (self.conf_dir / group).glob("*.yaml"))
+        if not options:
+            return None
+        typed = next((a for a in sys.argv[1:] if a.split("=", 1)[0].lstrip("+~") == key), key)
+        return (f"error: {typed} sets a field of {group}, but no {group}= is chosen ({group} has no default here). "
+                f"Fix: choose one with it: {group}=<name> {typed}, the name one of {', '.join(options)}.")

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import yaml
 
+from interp.config_schema import check_config
 from interp.errors import RunDirError
 from interp.provenance import differences, versions
 from interp.run_dir import (
@@ -45,13 +46,31 @@ def check_target(run: str | Path) -> tuple[Path, dict]:
     """The run directory and its stored config; RunDirError if it cannot be reproduced."""
     run = require_run_dir(run)
     checkpoint_path(run)   # the checkpoint holds the same config; a run without it is incomplete
-    config = yaml.safe_load((run / CONFIG_FILE).read_text())
-    if "overrides" not in (config.get("run_meta") or {}):
+    config = read_config(run)
+    if not isinstance(config.get("run_meta"), dict) or "overrides" not in config["run_meta"]:
         raise RunDirError(f"{run}/{CONFIG_FILE} has no run_meta.overrides. Fix: reproduce a run written by train.py.")
+    check_config(config, where=f"{run}/{CONFIG_FILE}: ")   # the values it would rerun with
     if not is_done(run):
         raise RunDirError(f"{run} did not finish (no metrics.json with status done), so there is nothing to compare. "
                           "Fix: rerun it with its overrides, or reproduce a finished run.")
     return run, config
+
+
+def read_config(run: Path) -> dict:
+    """The run's stored config.yaml as a mapping; RunDirError if it is not one (hand-edited, cut short)."""
+    path = run / CONFIG_FILE
+    try:
+        config = yaml.safe_load(path.read_text())
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        mark = getattr(e, "problem_mark", None)
+        reason = (f"{getattr(e, 'problem', None) or type(e).__name__}"
+                  + (f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""))
+        raise RunDirError(f"{path} is not valid YAML ({reason}), so the run's overrides cannot be read. "
+                          "Fix: restore that file from a copy, or reproduce another run.") from None
+    if not isinstance(config, dict):
+        raise RunDirError(f"{path} holds no config (a {type(config).__name__}, not a mapping). "
+                          "Fix: restore that file from a copy, or reproduce another run.")
+    return config
 
 
 def config_differences(old: dict, new: dict) -> list[str]:

@@ -20,25 +20,37 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from interp.errors import InterpError
+from interp.errors import ConfigError, InterpError
 from interp.run_dir import METRICS_FILE, STATUS_DONE, STATUS_FAILED, read_metrics
 
 log = logging.getLogger(__name__)
 
 
 def run_job(cfg: DictConfig) -> float | None:
-    """train.py's task: train, then return `optimized_metric` (None if unset or if the job failed
-    in a multirun; a single run re-raises)."""
+    """train.py's task: check the config, train, then return `optimized_metric` (None if unset or if the
+    job failed in a multirun; a single run re-raises)."""
+    from interp.config_schema import check_config
+
+    multirun, refused = HydraConfig.get().mode == RunMode.MULTIRUN, None
+    try:
+        check_config(cfg)   # before any work, and before the imports below (seconds)
+    except ConfigError as e:
+        if not multirun:
+            raise           # a single run refused here writes nothing
+        refused = e
     import wandb
 
-    from interp.training import optimized_value, train
+    from interp.training import optimized_value, record_failure, train
 
     failed = True
     try:
+        if refused is not None:   # a sweep job that fails has its metrics.json, as any job that raises
+            record_failure(cfg, refused, None)
+            raise refused
         metrics = train(cfg)
         failed = False
     except Exception as e:
-        if HydraConfig.get().mode != RunMode.MULTIRUN:
+        if not multirun:
             raise
         job = HydraConfig.get().job.num
         if isinstance(e, InterpError):
@@ -93,11 +105,50 @@ def no_trial_finished(error: BaseException) -> bool:
     return True
 
 
+def pin_sweep_dir(config: DictConfig) -> str:
+    """Resolve hydra.sweep.dir once for the whole sweep and pin it, as `hydra.sweep.dir=` would; return it.
+
+    It holds run_name, which reads ${hydra:runtime.choices.model}: Hydra sets that per job only, so the
+    sweeper could not resolve it, and each job would name its own directory after its own choices. A
+    swept group (model=kgram,lstm) is named by its values, not by the default the sweep's config holds.
+    """
+    from omegaconf import read_write
+
+    from interp.cli import hydra_quote
+
+    choices, swept = config.hydra.runtime.choices, swept_groups(config)
+    with read_write(config.hydra):
+        before = {group: choices[group] for group in swept}
+        choices.update(swept)
+    HydraConfig.instance().set_config(config)   # (a copy, for ${hydra:...}; it makes config.hydra read-only)
+    sweep_dir = str(config.hydra.sweep.dir)
+    with read_write(config.hydra):
+        choices.update(before)
+        config.hydra.sweep.dir = sweep_dir
+        config.hydra.overrides.hydra.append(f"hydra.sweep.dir={hydra_quote(sweep_dir)}")
+    return sweep_dir
+
+
+def swept_groups(config: DictConfig) -> dict[str, str]:
+    """{group: "a,b"} for each config group the command sweeps over by listing its options."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    out = {}
+    for override in OverridesParser.create().parse_overrides(list(config.hydra.overrides.task)):
+        group = override.key_or_group
+        if group in config.hydra.runtime.choices and override.is_sweep_override() and override.is_discrete_sweep():
+            try:
+                out[group] = ",".join(override.sweep_string_iterator())
+            except Exception:   # glob(...) lists its options only against the config repository
+                continue
+    return out
+
+
 class SweepSummary(Callback):
     sweep_dir: str | None = None   # of the sweep this process runs (read by no_trial_finished)
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
-        SweepSummary.sweep_dir = config.hydra.sweep.dir
+        SweepSummary.sweep_dir = pin_sweep_dir(config)
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
         text, ok = summary(config.hydra.sweep.dir)

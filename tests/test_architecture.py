@@ -15,8 +15,8 @@ PACKAGE = REPO / "interp"
 
 # Bottom up; a module may import its own layer or any lower one (docs/architecture.md).
 LAYERS = [
-    ["interp", "interp.errors", "interp.files", "interp.run_dir", "interp.subject", "interp.viz", "interp.hugepages",
-     "interp.hub", "interp.provenance", "interp.objectives"],
+    ["interp", "interp.errors", "interp.config_schema", "interp.files", "interp.run_dir", "interp.subject", "interp.viz",
+     "interp.hugepages", "interp.hub", "interp.provenance", "interp.objectives"],
     ["interp.models", "interp.data"],
     ["interp.tasks", "interp.analyses", "interp.sae", "interp.features"],
     ["interp.callbacks", "interp.registry"],

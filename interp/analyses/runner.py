@@ -12,6 +12,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from interp.analyses import ANALYSES
+from interp.config_schema import Rule, check_value
 from interp.errors import ConfigError, NotApplicable
 from interp.run_dir import RESULTS_FILE, write_json
 from interp.subject import Subject
@@ -33,6 +34,26 @@ def options_of(name: str) -> dict[str, object]:
     return {p.name: p.default for p in params.values() if p.name not in (*_POSITIONAL, *_FROM_SUBJECT)}
 
 
+def option_rules(name: str) -> dict[str, Rule]:
+    """The typed options of analysis `name` (int, float, bool, or one of them or None, by annotation or by
+    default value) as config-schema rules; text and other options are the analysis's to check."""
+    import typing
+
+    fn, kinds = ANALYSES[name], (int, float, bool)
+    try:
+        hints = typing.get_type_hints(fn)
+    except Exception:   # an annotation that does not evaluate here: fall back to the defaults' types
+        hints = {}
+    rules = {}
+    for option, default in options_of(name).items():
+        hint = hints.get(option, type(default))
+        args = set(typing.get_args(hint)) or {hint}
+        nullable = type(None) in args
+        if len(args - {type(None)}) == 1 and (kind := next(iter(args - {type(None)}))) in kinds:
+            rules[option] = Rule(kind, null=nullable or default is None)
+    return rules
+
+
 def subject_fields(name: str) -> list[str]:
     """The Subject fields (beyond model and data) analysis `name` needs, e.g. an SAE."""
     params = inspect.signature(ANALYSES[name]).parameters
@@ -47,6 +68,10 @@ def split_options(names: list[str], options: dict) -> dict[str, dict]:
         listing = "; ".join(f"{name}: {', '.join(valid) or '(none)'}" for name, valid in accepted.items())
         raise ConfigError(f"unknown option {unknown[0]!r} for analysis {'/'.join(names)}. Valid options: {listing}. "
                           f"Fix: correct or drop {unknown[0]}=.")
+    for name in names:   # each value against the type its analysis declares (`k=abc` for an int)
+        for option, rule in option_rules(name).items():
+            if option in options:
+                check_value(option, options[option], rule, where=f"analysis {name}: ")
     return {name: {k: v for k, v in options.items() if k in valid} for name, valid in accepted.items()}
 
 

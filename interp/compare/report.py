@@ -13,7 +13,7 @@ from collections import Counter
 from pathlib import Path
 
 from interp.compare.figures import pareto_plots, plot_against_param, plot_curves
-from interp.compare.runs import DONE, by_task, differing, find_runs, label, read_run
+from interp.compare.runs import DONE, UNKNOWN_TASK, by_task, differing, find_runs, label, read_run
 from interp.compare.table import DEFAULT_METRICS, Table, metric_columns
 from interp.errors import ConfigError
 
@@ -43,6 +43,21 @@ def _unique(labels: dict[str, str]) -> dict[str, str]:
     return {name: text if seen[text] == 1 else f"{text} [{name}]" for name, text in labels.items()}
 
 
+def _skipped(runs) -> str:
+    """The note on runs left out because nothing says what they ran."""
+    return (f"Skipped, half-written (task unknown): {'; '.join(f'{r.name} ({r.note})' for r in runs)}."
+            if runs else "")
+
+
+def _incomplete(runs) -> str:
+    """The note on a group's runs that are incomplete or half-written: why, one clause each."""
+    noted = [r for r in runs if r.note and not r.error]
+    if not noted:
+        return ""
+    unknown = "; parameters they lack are not counted as differences" if any(r.partial for r in noted) else ""
+    return f"Incomplete: {'; '.join(f'{r.name} ({r.note})' for r in noted)}{unknown}."
+
+
 def _counts(runs) -> str:
     return ", ".join(f"{n} {status}" for status, n in Counter(r.status for r in runs).items())
 
@@ -55,11 +70,12 @@ def compare(paths: list[str | Path], out: str | Path | None = None, metrics=DEFA
     paths = [Path(p) for p in paths]
     runs = [read_run(p) for p in find_runs(paths)]
     _unique_names(runs)
-    groups = by_task(runs)
+    skipped = _skipped([r for r in runs if r.task == UNKNOWN_TASK])   # no config to place them by
+    groups = by_task([r for r in runs if r.task != UNKNOWN_TASK])
     comparable = {task: group for task, group in groups.items() if len(group) > 1}
     if not comparable:
-        found = ", ".join(f"{len(g)} run of task={t}" for t, g in groups.items())
-        raise ConfigError(f"nothing to compare: no two runs share a task ({found}). "
+        found = ", ".join(f"{len(g)} run of task={t}" for t, g in groups.items()) or "no run with a config"
+        raise ConfigError(f"nothing to compare: no two runs share a task ({found}). {skipped + ' ' if skipped else ''}"
                           "Fix: pass at least two runs of the same task (a sweep directory holds them).")
     out = Path(out) if out else default_out(paths)
     dirs = {task: out / task if len(comparable) > 1 else out for task in comparable}
@@ -69,7 +85,8 @@ def compare(paths: list[str | Path], out: str | Path | None = None, metrics=DEFA
             f"{len(g)} run(s) of task={t} ({', '.join(r.name for r in g)}): "
             + (f"compared in {dirs[t]}" if t in dirs else "alone, nothing to compare with")
             for t, g in groups.items() if t != task)
-        left_out = f"Left out, another task: {left_out}." if left_out else ""
+        left_out = " ".join(filter(None, [f"Left out, another task: {left_out}." if left_out else "", skipped,
+                                          _incomplete(group)]))
         task_dir = dirs[task]
         keys = differing(group)
         metric_cols = metric_columns(group, metrics)

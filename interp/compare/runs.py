@@ -3,6 +3,10 @@
 Status follows the sweep contract: metrics.json with `"status": "failed"` (and `error`, `error_type`)
 is a failed job; no metrics.json is an incomplete one (still running, or killed); metrics.json
 without a status (runs written before statuses existed) or with `"status": "done"` is done.
+
+A half-written run (config.yaml missing, cut short or unreadable; metrics.json unreadable) is incomplete
+unless its metrics say otherwise, with a note saying why; its parameters then come from Hydra's .hydra/
+copy, and a key missing there is unknown, not a difference from the other runs.
 """
 
 from __future__ import annotations
@@ -24,7 +28,8 @@ from interp.run_dir import (
     read_metrics,
 )
 
-DONE, FAILED, INCOMPLETE = STATUS_DONE, STATUS_FAILED, "incomplete"   # INCOMPLETE: no metrics.json yet
+DONE, FAILED, INCOMPLETE = STATUS_DONE, STATUS_FAILED, "incomplete"   # INCOMPLETE: no (readable) metrics.json yet
+UNKNOWN_TASK = "?"   # no readable config: the run cannot be placed among the others
 # Config keys that differ between runs without being parameters of the experiment.
 _NOT_PARAMS = ("run_meta", "paths", "logger", "hydra", "run_name", "ckpt_path")
 # ... nor are folders derived from the run's own directory or the machine (checkpoint dirpath,
@@ -44,6 +49,8 @@ class Run:
     params: dict = field(default_factory=dict)     # flattened config + group choices (`model`, `sae`, ...)
     overrides: list = field(default_factory=list)  # the command line's overrides, e.g. ["sae.k=16"]
     metrics: dict = field(default_factory=dict)
+    note: str = ""                 # why it is incomplete: no or unreadable metrics.json, half-written config
+    partial: bool = False          # params not from a whole config.yaml: a missing key is unknown, not absent
 
 
 def is_run_dir(path: Path) -> bool:
@@ -80,8 +87,19 @@ def find_runs(paths: list[str | Path]) -> list[Path]:
 def _load_yaml(path: Path):
     try:
         return yaml.safe_load(path.read_text()) if path.is_file() else None
-    except yaml.YAMLError:
+    except (yaml.YAMLError, UnicodeDecodeError):
         return None
+
+
+def _config_problem(path: Path, config) -> str:
+    """Why `path`'s config.yaml (parsed as `config`) is not the whole config train.py writes, or ""."""
+    if not (path / CONFIG_FILE).is_file():
+        return f"no {CONFIG_FILE}"
+    if not isinstance(config, dict):
+        return f"{CONFIG_FILE} is not a YAML mapping"
+    if not isinstance(config.get("run_meta"), dict):
+        return f"{CONFIG_FILE} is cut short (no run_meta)"
+    return ""
 
 
 def flatten(config: dict) -> dict:
@@ -91,35 +109,44 @@ def flatten(config: dict) -> dict:
             if not (isinstance(v, str) and "${" in v)}
 
 
-def _config(path: Path) -> tuple[dict, dict, list]:
-    """(config, group choices, overrides): the resolved config.yaml if train.py got that far, else
-    Hydra's .hydra/ copies (written before the job ran, so failed jobs have them too)."""
+def _config(path: Path) -> tuple[dict, dict, list, str]:
+    """(config, group choices, overrides, why it is partial or ""): the resolved config.yaml if train.py
+    wrote it whole, else Hydra's .hydra/ copies (written before the job ran, so failed jobs have them too)."""
     config = _load_yaml(path / CONFIG_FILE)
-    if isinstance(config, dict):
-        meta = config.get("run_meta") or {}
-        return config, meta.get("choices") or {}, list(meta.get("overrides") or [])
-    config = _load_yaml(path / ".hydra" / "config.yaml") or {}
+    if not (problem := _config_problem(path, config)):
+        meta = config["run_meta"]
+        return config, meta.get("choices") or {}, list(meta.get("overrides") or []), ""
+    config = _load_yaml(path / ".hydra" / "config.yaml")
     hydra = (_load_yaml(path / ".hydra" / "hydra.yaml") or {}).get("hydra", {})
     choices = {k: v for k, v in (hydra.get("runtime", {}).get("choices") or {}).items() if not k.startswith("hydra")}
     overrides = _load_yaml(path / ".hydra" / "overrides.yaml") or []
-    return config, choices, list(overrides)
+    if not isinstance(config, dict):
+        return {}, choices, list(overrides), f"{problem}; no readable .hydra/config.yaml"
+    return config, choices, list(overrides), problem
 
 
 def read_run(path: Path) -> Run:
-    config, choices, overrides = _config(path)
+    config, choices, overrides, problem = _config(path)
     overridden = {override_key(o) for o in overrides}
     params = {k: v for k, v in {**flatten(config), **choices}.items()
               if v is not None and k.split(".")[0] not in _NOT_PARAMS
               and (k in overridden or not _FOLDER_KEY.search(k))}
-    task = str((config.get("task") or {}).get("name", "?"))
-    run = Run(path=path, name=path.name, status=INCOMPLETE, task=task, params=params, overrides=overrides)
+    task = str((config.get("task") or {}).get("name", UNKNOWN_TASK))
+    run = Run(path=path, name=path.name, status=INCOMPLETE, task=task, params=params, overrides=overrides,
+              partial=bool(problem))
     try:
         metrics = read_metrics(path)
     except FileNotFoundError:
+        run.note = "; ".join(filter(None, [problem, f"no {METRICS_FILE}"]))
         return run
-    except (OSError, json.JSONDecodeError) as e:
-        run.status, run.error, run.error_type = FAILED, f"unreadable {METRICS_FILE} ({e})", type(e).__name__
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:   # cut short: being written, or a copy
+        what = "is not valid JSON" if isinstance(e, ValueError) else f"is unreadable ({e.strerror})"
+        run.note = "; ".join(filter(None, [problem, f"{METRICS_FILE} {what}"]))
         return run
+    if not isinstance(metrics, dict):
+        run.note = "; ".join(filter(None, [problem, f"{METRICS_FILE} holds no metrics"]))
+        return run
+    run.note = problem
     run.status = str(metrics.pop("status", DONE))
     run.error = " ".join(str(metrics.pop("error", "")).split())      # one line
     run.error_type = str(metrics.pop("error_type", ""))
@@ -133,9 +160,10 @@ def override_key(override: str) -> str:
 
 def differing(runs: list[Run]) -> list[str]:
     """Parameters whose values are not the same in every run: overridden keys first (in command-line
-    order), then group choices, then the rest alphabetically."""
+    order), then group choices, then the rest alphabetically. A key a partial run lacks is unknown there,
+    not different."""
     keys = {k for r in runs for k in r.params}
-    differ = {k for k in keys if len({repr(r.params.get(k)) for r in runs}) > 1}
+    differ = {k for k in keys if len({repr(r.params.get(k)) for r in runs if k in r.params or not r.partial}) > 1}
     order = [override_key(o) for r in runs for o in r.overrides]
     order = list(dict.fromkeys(k for k in order if k in differ))
     choices = sorted(k for k in differ if "." not in k and k not in order)

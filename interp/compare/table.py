@@ -32,10 +32,10 @@ def metric_columns(runs: list[Run], patterns=DEFAULT_METRICS) -> list[str]:
 
 class Table:
     def __init__(self, runs: list[Run], params: list[str], metrics: list[str]):
-        self.columns = ["run", "status", *params, *metrics, "error"]
+        self.columns = ["run", "status", *params, *metrics, "error"]   # error: a failed run's, or why it is incomplete
         self.n_params = len(params)
         self.rows = [[r.name, r.status, *(r.params.get(k) for k in params), *(r.metrics.get(k) for k in metrics),
-                      f"{r.error_type}: {r.error}" if r.error_type else r.error] for r in runs]
+                      f"{r.error_type}: {r.error}" if r.error_type else r.error or r.note] for r in runs]
 
     def csv(self) -> str:
         out = io.StringIO()

@@ -109,8 +109,19 @@ def write_index(out: Path, roots: list[Path]) -> Path:
     return out
 
 
+def check_roots(roots: list[str] | None) -> None:
+    """Every --root given must be a folder: a typo would otherwise list no runs and say nothing.
+    (The default roots may be missing: a fresh checkout has no outputs/ yet.)"""
+    for root in roots or []:
+        if not Path(root).is_dir():
+            what = "is not a folder" if Path(root).exists() else "does not exist"
+            raise ConfigError(f"--root {root} {what}. Fix: pass a folder that holds runs (e.g. outputs, multirun "
+                              "or a sweep folder), or leave --root out for outputs and multirun.")
+
+
 def main(argv: list[str]) -> None:
     args = parser().parse_args(argv)
+    check_roots(args.root)
     if args.command == "serve":
         serve(args)
     else:

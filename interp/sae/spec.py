@@ -26,6 +26,7 @@ from sae_lens import (
     TrainingSAE,
 )
 
+from interp.config_schema import check_sae_k, sae_width
 from interp.errors import ConfigError
 from interp.sae.normalize import KINDS
 
@@ -112,7 +113,7 @@ def parse_spec(spec: Mapping) -> tuple[SAESpec, dict]:
 
 
 def d_sae_of(spec: SAESpec, d_in: int) -> int:
-    return int(spec.d_sae or spec.expansion * d_in)
+    return sae_width(spec.d_sae, spec.expansion, d_in)
 
 
 def build_training_sae(spec: Mapping | SAESpec, d_in: int, hook: str | None = None,
@@ -136,6 +137,8 @@ def build_training_sae(spec: Mapping | SAESpec, d_in: int, hook: str | None = No
                           f"Valid: {sorted(valid | OWN_FIELDS)}.")
     if (norm := kwargs.get("normalize_activations", "none")) not in KINDS:
         raise ConfigError(f"sae.normalize_activations={norm!r} is not one of {list(KINDS)}.")
+    # TopK-style k against the width, now that d_in is read from the hook (the config check could not know it)
+    check_sae_k(kwargs.get("k"), spec.d_sae, spec.expansion, d_in, hook)
     cfg = cfg_cls(d_in=d_in, d_sae=d_sae_of(spec, d_in), **kwargs)
     cfg.metadata.hook_name = hook
     if arch == "topk" and spec.sparse_decode and not cfg.use_sparse_activations:
