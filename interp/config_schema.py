@@ -141,6 +141,8 @@ FIELDS: dict[str, Rule] = {
     "optim.schedule": Rule(str, choices=("constant", "cosine")),
     # sae (conf/sae/; d_sae = expansion x d_in unless given, and k <= d_sae: CROSS_RULES)
     "sae.k": POSITIVE,
+    "sae.skip": FLAG,
+    "sae.layer": Rule(int, min=0, null=True),
     "sae.expansion": POSITIVE,
     "sae.d_sae": Rule(int, min=1, null=True),
     "sae.d_in": Rule(int, min=1, null=True),

@@ -16,6 +16,7 @@ import torch
 
 from interp.data.batch import model_inputs, padding_mask
 from interp.features.interventions import feature_direction, hook_of
+from interp.sae.sites import sites_of
 from interp.sae.harvest import stop_layer
 
 HIST_EDGES = torch.linspace(-3.0, 4.0, 71)   # log10 activation, 0.1 decade bins (values outside are clamped)
@@ -148,7 +149,7 @@ def logit_effects(model, sae, feature: int) -> torch.Tensor | None:
     if cfg is None or not hasattr(model, "W_U"):
         return None
     d = feature_direction(sae, feature).to(model.W_U.dtype).to(model.W_U.device)
-    hook = hook_of(sae)
+    hook = sites_of(sae).target   # where the direction is written
     if m := re.fullmatch(r"blocks\.(\d+)\.mlp\.hook_post", hook):
         d = d @ model.blocks[int(m.group(1))].mlp.W_out
     elif not re.fullmatch(r"blocks\.\d+\.hook_(resid_pre|resid_mid|resid_post|attn_out|mlp_out)|hook_embed|"

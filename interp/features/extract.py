@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 import torch
 from transformer_lens import HookedTransformer
 
-from interp.errors import ConfigError
 from interp.models import context_length
 from interp.sae.harvest import stop_layer
 from interp.sae.pretrained import check_against_model
+from interp.sae.sites import hook_of
 
 
 @dataclass
@@ -27,13 +27,6 @@ class FeatureActs:
     mean: torch.Tensor                # [N, F] mean activation over the text's tokens
     max: torch.Tensor                 # [N, F] max activation over the text's tokens
     per_token: dict[int, torch.Tensor] = field(default_factory=dict)   # feature -> [N, T], 0 where masked
-
-
-def hook_of(sae) -> str:
-    hook = sae.cfg.metadata.hook_name
-    if not hook:
-        raise ConfigError("the SAE does not record its hook (cfg.json metadata.hook_name). Fix: sae.hook=<hook name>.")
-    return hook
 
 
 def encode_texts(tokenizer, texts: list[str], max_tokens: int, n_ctx: int | None) -> tuple[torch.Tensor, torch.Tensor]:

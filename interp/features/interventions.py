@@ -1,7 +1,8 @@
 """What a feature does: steering, ablation inside the spliced SAE, attribution (activation × gradient).
 
-All work through plain TransformerLens hooks at the SAE's hook, so they apply to any HookedRootModule
-(our transformers, GPT-2 with a pretrained SAE). A feature's direction is what one unit of it adds to
+All work through plain TransformerLens hooks at the SAE's hook (a transcoder's: read at its input hook,
+act at its target hook, the MLP's output), so they apply to any HookedRootModule (our transformers,
+GPT-2 with a pretrained SAE). A feature's direction is what one unit of it adds to
 the SAE's output, `decode(e_f) - decode(0)` (= W_dec[f] for SAELens's SAEs, and still right for SAEs
 that rescale their output).
 """
@@ -15,10 +16,7 @@ import torch.nn.functional as F
 
 from interp.data.batch import IGNORE_INDEX
 from interp.features.indices import check_feature_index
-
-
-def hook_of(sae) -> str:
-    return sae.cfg.metadata.hook_name
+from interp.sae.sites import hook_of, sites_of  # noqa: F401 (hook_of: the features package's name for it)
 
 
 def feature_direction(sae, feature: int) -> torch.Tensor:
@@ -39,20 +37,19 @@ def steering_hook(sae, feature: int, scale: float):
     """A forward hook adding `scale × direction(feature)` at every position."""
     direction = feature_direction(sae, feature)
 
-    def hook(act, hook=None):
+    def hook(act, x=None):
         return act + scale * _like(direction, act)
     return hook
 
 
 def ablation_hook(sae, features: list[int]):
     """A forward hook that zeroes `features` inside the spliced SAE and keeps its error term:
-    decode(a') + (x - decode(a)) = x + decode(a') - decode(a), so nothing else changes."""
+    decode(a') + (y - decode(a)) = y + decode(a') - decode(a), so nothing else changes."""
     for f in features:
         check_feature_index(sae, f)
 
-    def hook(act, hook=None):
-        rows = act.reshape(*act.shape[:2], -1) if act.ndim > 3 else act
-        feats = sae.encode(rows.to(sae.W_enc.dtype))
+    def hook(act, x):
+        feats = sae.encode(_rows(x).to(sae.W_enc.dtype))
         ablated = feats.clone()
         ablated[..., features] = 0
         delta = sae.decode(ablated) - sae.decode(feats)
@@ -60,9 +57,26 @@ def ablation_hook(sae, features: list[int]):
     return hook
 
 
+def _rows(act: torch.Tensor) -> torch.Tensor:
+    return act.reshape(*act.shape[:2], -1) if act.ndim > 3 else act
+
+
 @contextmanager
 def hooked(model, sae, hook_fn):
-    with model.hooks(fwd_hooks=[(hook_of(sae), hook_fn)]):
+    """Run `model` with `hook_fn(act, x)` at the dictionary's target hook: `act` is the target's activation
+    (what the hook returns replaces it), `x` the input hook's (the same tensor for an SAE, the MLP's input
+    for a transcoder, whose interventions act on the MLP's output)."""
+    sites = sites_of(sae)
+    if not sites.transcodes:
+        with model.hooks(fwd_hooks=[(sites.hook, lambda act, hook=None: hook_fn(act, act))]):
+            yield model
+        return
+    seen = {}
+
+    def keep(act, hook=None):
+        seen["x"] = act
+
+    with model.hooks(fwd_hooks=[(sites.hook, keep), (sites.target, lambda act, hook=None: hook_fn(act, seen["x"]))]):
         yield model
 
 
@@ -110,11 +124,11 @@ def attribute(model, sae, tokens: torch.Tensor, answer: int, position: int = -1)
     """
     saved = {}
 
-    def splice(act, hook=None):
+    def splice(act, x_in):
         x = act.detach()
-        feats = sae.encode(x.to(sae.W_enc.dtype)).detach().requires_grad_(True)
+        feats = sae.encode(_rows(x_in.detach()).to(sae.W_enc.dtype)).detach().requires_grad_(True)
         recon = sae.decode(feats)
-        error = (x - recon).detach()
+        error = (x - recon).detach()   # a skip transcoder's skip path is part of it
         out = (recon + error).to(act.dtype)
         out.retain_grad()
         saved.update(x=x, feats=feats, error=error, out=out)

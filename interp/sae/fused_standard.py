@@ -31,6 +31,7 @@ import torch
 from sae_lens import StandardTrainingSAE
 from sae_lens.saes.sae import TrainStepInput, TrainStepOutput
 
+from interp.sae.architectures import fast_step
 from interp.sae.normalize import RUN_TIME
 
 
@@ -83,6 +84,7 @@ class _FusedStandardStep(torch.autograd.Function):
         return grad_x, grad_W_enc, grad_b_enc, grad_W_dec, grad_b_dec, None, None
 
 
+@fast_step("standard", "fused")
 class FusedStandardTrainingSAE(StandardTrainingSAE):
     def _fusable(self, x: torch.Tensor) -> bool:
         hooked = any(hp.fwd_hooks or hp.bwd_hooks for hp in self.hook_dict.values())

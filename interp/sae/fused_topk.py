@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from sae_lens import BatchTopKTrainingSAE
 from sae_lens.saes.sae import TrainStepInput, TrainStepOutput
 
+from interp.sae.architectures import fast_step
 from interp.sae.normalize import RUN_TIME
 
 
@@ -304,6 +305,7 @@ class SparseTopKStepMixin:
             loss=mse + aux, losses={"mse_loss": mse, "auxiliary_reconstruction_loss": aux})
 
 
+@fast_step("batchtopk", "sparse_decode")
 class SparseBatchTopKTrainingSAE(SparseTopKStepMixin, BatchTopKTrainingSAE):
     """BatchTopK (saved as JumpReLU, as SAELens saves it) with the sparse step: the selection is
     per batch rather than per row, the rest is the same."""

@@ -1,12 +1,12 @@
-"""Activations of a frozen base model at one hook, as rows [n_tokens, d_in].
+"""Activations of a frozen base model at a dictionary's sites, as rows [n_tokens, width].
 
-Only the layers up to the hook run (`stop_at_layer` for transformers); padding
-positions (`attention_mask` False) are dropped so they never reach the SAE.
+An SAE's row is its hook's activation; a transcoder's is its input hook's beside its target hook's
+([x | y], interp.sae.sites). Only the layers up to the last hook run (`stop_at_layer` for
+transformers); padding positions (`attention_mask` False) are dropped so they never reach the SAE.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Iterator
 
 import torch
@@ -14,26 +14,28 @@ from transformer_lens import HookedTransformer
 
 from interp.data.batch import model_inputs, padding_mask
 from interp.errors import ConfigError
+from interp.sae.sites import Sites, as_sites
 
 
-def stop_layer(model, hook: str) -> int | None:
-    """First transformer block that need not run to produce `hook` (None: run everything)."""
-    if not isinstance(model, HookedTransformer):
-        return None
-    if hook in ("hook_embed", "hook_pos_embed", "hook_tokens"):
-        return 0
-    m = re.match(r"blocks\.(\d+)\.", hook)
-    return int(m.group(1)) + 1 if m else None
+def stop_layer(model, where: str | Sites) -> int | None:
+    """First transformer block that need not run to produce the hook(s) (None: run everything)."""
+    return as_sites(where).stop_layer() if isinstance(model, HookedTransformer) else None
+
+
+def run_to(model, inputs: torch.Tensor, where: str | Sites) -> dict[str, torch.Tensor]:
+    """{hook: activations} of `inputs` at every hook of `where`, running only the layers needed."""
+    sites = as_sites(where)
+    device = next(model.parameters()).device
+    kwargs = {"stop_at_layer": s} if (s := stop_layer(model, sites)) is not None else {}
+    _, cache = model.run_with_cache(inputs.to(device), names_filter=list(sites.hooks), **kwargs)
+    return {hook: cache[hook] for hook in sites.hooks}
 
 
 @torch.no_grad()
-def activations(model, batch: dict, hook: str) -> torch.Tensor:
-    """[n_valid_positions, d] activations of `batch` at `hook` (rows of a regression batch)."""
-    device = next(model.parameters()).device
-    inputs = model_inputs(batch).to(device)
-    kwargs = {"stop_at_layer": stop_layer(model, hook)} if isinstance(model, HookedTransformer) else {}
-    _, cache = model.run_with_cache(inputs, names_filter=hook, **kwargs)
-    return rows(cache[hook], batch, hook)
+def activations(model, batch: dict, where: str | Sites) -> torch.Tensor:
+    """[n_valid_positions, width] rows of `batch` at the sites (rows of a regression batch)."""
+    acts = run_to(model, model_inputs(batch), where)
+    return torch.cat([rows(a, batch, hook) for hook, a in acts.items()], dim=-1)
 
 
 def rows(acts: torch.Tensor, batch: dict, hook: str) -> torch.Tensor:
@@ -47,11 +49,31 @@ def rows(acts: torch.Tensor, batch: dict, hook: str) -> torch.Tensor:
     return acts[mask.to(acts.device)] if mask is not None else acts.flatten(0, 1)
 
 
-def hook_width(model, batch: dict, hook: str) -> int:
+def hook_widths(model, batch: dict, where: str | Sites) -> tuple[int, ...]:
+    """The width of each hook of `where`, from one example."""
     small = {k: v[:1] for k, v in batch.items()}
-    return activations(model, small, hook).shape[-1]
+    acts = run_to(model, model_inputs(small), where)
+    return tuple(rows(a, small, hook).shape[-1] for hook, a in acts.items())
 
 
-def stream(model, batches: Iterable[dict], hook: str) -> Iterator[torch.Tensor]:
+def hook_width(model, batch: dict, hook: str) -> int:
+    return hook_widths(model, batch, hook)[0]
+
+
+def execution_order(model, batch: dict, hooks: Iterable[str]) -> list[str]:
+    """`hooks` in the order a forward pass reaches them (one example)."""
+    seen: list[str] = []
+
+    def record(act, hook):
+        seen.append(hook.name)
+
+    small = {k: v[:1] for k, v in batch.items()}
+    with torch.no_grad():
+        model.run_with_hooks(model_inputs(small).to(next(model.parameters()).device),
+                             fwd_hooks=[(h, record) for h in hooks])
+    return list(dict.fromkeys(seen))
+
+
+def stream(model, batches: Iterable[dict], where: str | Sites) -> Iterator[torch.Tensor]:
     for batch in batches:
-        yield activations(model, batch, hook)
+        yield activations(model, batch, where)

@@ -19,7 +19,7 @@ from interp.files import content_key, file_lock, file_sha256
 from interp.models import is_pretrained
 from interp.models.hooks import check_hook
 from interp.run_dir import LoadedRun, checkpoint_path, is_done, read_checkpoint, run_config
-from interp.sae.spec import parse_spec
+from interp.sae.spec import parse_spec, sites
 from interp.tasks.kind import TaskKind, pretrained_base, rebuild_model_run
 
 NAME = "sae"   # the task's name in the registry and in conf/task/sae.yaml
@@ -96,7 +96,10 @@ class SAETaskKind(TaskKind):
 
         spec, _ = parse_spec(cfg.sae)
         where = f"base run {record['run']}" if "run" in record else "the pretrained model"
-        check_hook(base.model, spec.hook, "sae.hook", f"{where} ({base.config['model']['arch']})")
+        where = f"{where} ({base.config['model']['arch']})"
+        check_hook(base.model, spec.hook, "sae.hook", where)
+        if sites(spec).transcodes:
+            check_hook(base.model, spec.target_hook, "sae.target_hook", where)
         seed = record["seed"]           # the base run's data splits, not new ones
         base_dm = build_datamodule(data, seed=seed)
         base_dm.setup("fit")
@@ -107,11 +110,15 @@ class SAETaskKind(TaskKind):
         cache_fields = {"base_checkpoint_sha256": base_sha, "hook": spec.hook, "seed": seed,
                         "data": OmegaConf.to_container(data, resolve=True),
                         "n_tokens": int(spec.harvest_tokens), "dtype": spec.cache.dtype}
+        if sites(spec).transcodes:   # an SAE's cache key stays as it was
+            cache_fields["target_hook"] = spec.target_hook
         dm = ActivationDataModule(base.model, base_dm, spec, cache_fields, seed=cfg.seed)
         d_in = dm.d_in
         if spec.d_in not in (None, d_in):
             raise ConfigError(f"sae.d_in={spec.d_in} but {spec.hook} of the base model has width {d_in}. "
                               "Fix: drop sae.d_in (it is read from the hook) or choose a hook of that width.")
+        if sites(spec).transcodes:
+            check_transcoder_sites(base.model, base_dm, spec, dm.widths)
         with open_dict(cfg):
             cfg.sae.d_in = d_in
         return cfg, dm, SAETask(run_config(cfg, meta), d_in, base.model)
@@ -139,3 +146,19 @@ class SAETaskKind(TaskKind):
         sae = SAE.load_from_disk(str(run_dir / SAE_DIR), device=device)
         return LoadedRun(run_dir, config, base_run.model, base_run.tokenizer, ckpt, int(raw.get("global_step", 0)),
                          sae, data_seed=base["seed"])
+
+
+def check_transcoder_sites(model, base_dm, spec, widths: tuple[int, int]) -> None:
+    """A transcoder reads its input hook before its target hook, and (to be trained by SAELens's classes and
+    loaded as its transcoders) both have one width; ConfigError otherwise."""
+    from interp.sae.harvest import execution_order
+
+    batch = next(iter(base_dm.val_dataloader()))
+    if execution_order(model, batch, (spec.hook, spec.target_hook))[0] != spec.hook:
+        raise ConfigError(f"sae.target_hook={spec.target_hook} comes before sae.hook={spec.hook} in the model's "
+                          "forward pass: a transcoder predicts a later activation from an earlier one. Fix: swap them, "
+                          "e.g. sae.hook=blocks.0.ln2.hook_normalized sae.target_hook=blocks.0.hook_mlp_out.")
+    if widths[0] != widths[1]:
+        raise ConfigError(f"sae.hook={spec.hook} has width {widths[0]} but sae.target_hook={spec.target_hook} has "
+                          f"width {widths[1]}; transcoders here map between hooks of one width (an MLP's input and "
+                          "output). Fix: choose a target hook of the input's width.")

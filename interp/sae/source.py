@@ -1,6 +1,7 @@
 """Training and validation data of an SAE run.
 
-Training batches are activation rows [batch_size, d_in]:
+Training batches are activation rows [batch_size, d_in] ([batch_size, d_in + d_out] for a transcoder:
+its input beside its target, interp.sae.sites):
 - `source=cache`: harvested once into the shared on-disk cache (see cache.py),
   then read block by block (`buffer_tokens` rows in memory), blocks in random
   order and rows shuffled within a block, epoch after epoch.
@@ -28,7 +29,8 @@ from interp.errors import ConfigError
 from interp.models.hooks import to_device
 from interp.sae import harvest
 from interp.sae.cache import CacheReader, CacheWriter, get_or_build
-from interp.sae.spec import SAESpec
+from interp.sae.sites import Sites
+from interp.sae.spec import SAESpec, sites
 
 log = logging.getLogger(__name__)
 
@@ -65,16 +67,16 @@ class CacheStream(IterableDataset):
 
 
 class StreamBuffer(IterableDataset):
-    def __init__(self, base_model, loader, hook: str, batch_size: int, buffer_rows: int, seed: int,
+    def __init__(self, base_model, loader, sites: Sites, batch_size: int, buffer_rows: int, seed: int,
                  shard: bool = True):
-        self.base_model, self.loader, self.hook, self.shard = base_model, loader, hook, shard
+        self.base_model, self.loader, self.sites, self.shard = base_model, loader, sites, shard
         self.batch_size, self.buffer_rows, self.seed = batch_size, max(2 * batch_size, buffer_rows), seed
 
     def __iter__(self) -> Iterator[torch.Tensor]:
         rank, world = _rank_and_world() if self.shard else (0, 1)
         g = torch.Generator().manual_seed(self.seed + rank)
         base_batches = islice(endless(self.loader), rank, None, world)   # each DDP rank its own base batches
-        source = harvest.stream(self.base_model, base_batches, self.hook)
+        source = harvest.stream(self.base_model, base_batches, self.sites)
         buffer = torch.empty(0)
         while True:
             parts = [buffer]
@@ -107,7 +109,7 @@ class FirstBatches:
 class ActivationDataModule(pl.LightningDataModule):
     def __init__(self, base_model, base_dm, spec: SAESpec, cache_fields: dict, seed: int):
         super().__init__()
-        self.base_model, self.base_dm, self.spec = base_model, base_dm, spec
+        self.base_model, self.base_dm, self.spec, self.sites = base_model, base_dm, spec, sites(spec)
         self.cache_fields, self.seed = cache_fields, seed
         self.cache = None       # CacheHandle once set up (source=cache)
         self.tokenizer = getattr(base_dm, "tokenizer", None)
@@ -117,7 +119,7 @@ class ActivationDataModule(pl.LightningDataModule):
         self.base_dm.setup(stage or "fit")
         if self.spec.source == "cache" and self.cache is None and stage in (None, "fit"):
             c = self.spec.cache
-            self.cache = get_or_build(c.root, self.cache_fields, self.d_in, self._harvest,
+            self.cache = get_or_build(c.root, self.cache_fields, sum(self.widths), self._harvest,
                                       path=c.path, verify_hash=c.verify)
             harvested = torch.tensor(int(self.cache.harvested))
             if self.trainer is not None:   # under DDP the ranks race for the cache lock: count the run's harvests
@@ -126,15 +128,19 @@ class ActivationDataModule(pl.LightningDataModule):
             self.summary.update(cache=str(self.cache.path), cache_harvested=int(harvested))
 
     @cached_property
-    def d_in(self) -> int:   # one forward of the base model; prepare() and setup() both need it
-        return harvest.hook_width(self.base_model, next(iter(self.base_dm.val_dataloader())), self.spec.hook)
+    def widths(self) -> tuple[int, ...]:   # one forward of the base model: each hook's width (input, target)
+        return harvest.hook_widths(self.base_model, next(iter(self.base_dm.val_dataloader())), self.sites)
+
+    @property
+    def d_in(self) -> int:
+        return self.widths[0]
 
     def _harvest(self, writer: CacheWriter) -> None:
         device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
         to_device(self.base_model, device)
-        log.info("harvesting %d activations at %s", writer.n_rows, self.spec.hook)
-        with tqdm(total=writer.n_rows, desc=f"harvest {self.spec.hook}", unit="tok", leave=False) as bar:
-            for rows in harvest.stream(self.base_model, endless(self.base_dm.train_dataloader()), self.spec.hook):
+        log.info("harvesting %d activations at %s", writer.n_rows, self.sites.describe())
+        with tqdm(total=writer.n_rows, desc=f"harvest {self.sites.describe()}", unit="tok", leave=False) as bar:
+            for rows in harvest.stream(self.base_model, endless(self.base_dm.train_dataloader()), self.sites):
                 before = writer.written
                 left = writer.write(rows)
                 bar.update(writer.written - before)
@@ -153,7 +159,7 @@ class ActivationDataModule(pl.LightningDataModule):
         if s.source == "cache":
             return CacheStream(self.cache.acts_path, s.batch_size, s.buffer_tokens, self.seed, shard)
         if s.source == "stream":
-            return StreamBuffer(self.base_model, self.base_dm.train_dataloader(), s.hook, s.batch_size,
+            return StreamBuffer(self.base_model, self.base_dm.train_dataloader(), self.sites, s.batch_size,
                                 s.buffer_tokens, self.seed, shard)
         raise ConfigError(f"sae.source={s.source!r}; choose cache or stream.")
 

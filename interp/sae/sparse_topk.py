@@ -17,9 +17,11 @@ import torch
 import torch.nn.functional as F
 from sae_lens import TopKTrainingSAE
 
+from interp.sae.architectures import fast_step
 from interp.sae.fused_topk import SparseTopKStepMixin
 
 
+@fast_step("topk", "sparse_decode")
 class SparseDecodeTopKTrainingSAE(SparseTopKStepMixin, TopKTrainingSAE):
     _active: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None   # (dense acts, idx, vals)
 

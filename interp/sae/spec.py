@@ -12,31 +12,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Optional
 
-from sae_lens import (
-    BatchTopKTrainingSAE,
-    BatchTopKTrainingSAEConfig,
-    GatedTrainingSAE,
-    GatedTrainingSAEConfig,
-    JumpReLUTrainingSAE,
-    JumpReLUTrainingSAEConfig,
-    StandardTrainingSAE,
-    StandardTrainingSAEConfig,
-    TopKTrainingSAE,
-    TopKTrainingSAEConfig,
-    TrainingSAE,
-)
+from sae_lens import TrainingSAE
 
 from interp.config_schema import check_sae_k, sae_width
 from interp.errors import ConfigError
-from interp.sae.normalize import KINDS
+from interp.sae import fused_standard, fused_topk, sparse_topk, transcoder  # noqa: F401 (fast steps register)
+from interp.sae.architectures import FAST_STEPS, training_classes
+from interp.sae.normalize import ESTIMATED, KINDS
+from interp.sae.sites import Sites
 
-ARCHITECTURES = {
-    "standard": (StandardTrainingSAEConfig, StandardTrainingSAE),
-    "topk": (TopKTrainingSAEConfig, TopKTrainingSAE),
-    "batchtopk": (BatchTopKTrainingSAEConfig, BatchTopKTrainingSAE),
-    "jumprelu": (JumpReLUTrainingSAEConfig, JumpReLUTrainingSAE),
-    "gated": (GatedTrainingSAEConfig, GatedTrainingSAE),
-}
 
 @dataclass
 class CacheSpec:
@@ -59,9 +43,16 @@ class SAESpec:
     field of conf/sae/<arch>.yaml is a field of the architecture's SAELens training-SAE config."""
 
     architecture: str = "standard"
-    """standard | topk | batchtopk | jumprelu | gated (set by sae=<arch>)."""
+    """standard | topk | batchtopk | jumprelu | gated | matryoshka, or any SAELens training architecture (set by sae=<arch>)."""
     hook: Optional[str] = None
     """The base model's hook point to decompose (`python analyze.py run=<base> hooks` lists them)."""
+    target_hook: Optional[str] = None
+    """What the dictionary reconstructs: null or sae.hook for an SAE; another hook makes it a transcoder
+    (sae.hook=blocks.L.ln2.hook_normalized sae.target_hook=blocks.L.hook_mlp_out: the MLP's input and output)."""
+    skip: bool = False
+    """Transcoders: add a linear skip path W_skip x (a skip transcoder, Paulo et al. 2025)."""
+    layer: Optional[int] = None
+    """sae=transcoder: the block whose MLP the transcoder replaces (it sets hook and target_hook)."""
     d_in: Optional[int] = None
     """Read from the hook; set it only to assert the width."""
     expansion: int = 8
@@ -116,9 +107,32 @@ def d_sae_of(spec: SAESpec, d_in: int) -> int:
     return sae_width(spec.d_sae, spec.expansion, d_in)
 
 
+def sites(spec: SAESpec) -> Sites:
+    return Sites(spec.hook, spec.target_hook or spec.hook)
+
+
+def check_transcoder(spec: SAESpec, saelens: dict) -> None:
+    """A transcoder's settings that SAELens cannot train or save; ConfigError naming the fix."""
+    if spec.skip and not sites(spec).transcodes:
+        raise ConfigError("sae.skip=true adds a transcoder's skip path, but sae.target_hook is not set (an SAE). "
+                          "Fix: set sae.target_hook (e.g. sae=transcoder), or drop sae.skip.")
+    if not sites(spec).transcodes:
+        return
+    if spec.architecture not in transcoder.TRAINABLE:
+        raise ConfigError(f"sae.architecture={spec.architecture} cannot be a transcoder here (SAELens has no "
+                          f"{spec.architecture} transcoder to load it as). Fix: sae=<one of {', '.join(transcoder.TRAINABLE)}>.")
+    if saelens.get("apply_b_dec_to_input"):
+        raise ConfigError("sae.apply_b_dec_to_input=true subtracts the decoder bias (the target's) from the input, "
+                          "which a transcoder cannot do. Fix: sae.apply_b_dec_to_input=false.")
+    if saelens.get("normalize_activations", "none") in ESTIMATED:
+        raise ConfigError(f"sae.normalize_activations={saelens['normalize_activations']} is estimated for one hook; "
+                          "a transcoder reads one and writes another. Fix: sae.normalize_activations=none.")
+
+
 def build_training_sae(spec: Mapping | SAESpec, d_in: int, hook: str | None = None,
                        saelens: dict | None = None) -> TrainingSAE:
-    """A fresh SAELens training SAE for activations of width d_in.
+    """A fresh SAELens training SAE (or transcoder, when spec.target_hook is another hook) for
+    activations of width d_in.
 
     `spec` is an `sae` config (a mapping: parsed here) or an already parsed SAESpec with its
     SAELens kwargs in `saelens`. Every SAELens kwarg must be a field of the architecture's SAELens
@@ -128,32 +142,43 @@ def build_training_sae(spec: Mapping | SAESpec, d_in: int, hook: str | None = No
         spec, saelens = parse_spec(spec)
     kwargs = dict(saelens or {})
     arch = spec.architecture
-    if arch not in ARCHITECTURES:
-        raise ConfigError(f"sae.architecture={arch!r} is not one of {sorted(ARCHITECTURES)}. Fix: sae=<one of them>.")
-    cfg_cls, sae_cls = ARCHITECTURES[arch]
+    cfg_cls, sae_cls = training_classes(arch)
     valid = {f.name for f in dataclasses.fields(cfg_cls)} - {"d_in", "d_sae", "metadata", "device", "dtype"}
     if unknown := sorted(set(kwargs) - valid):
         raise ConfigError(f"sae.{unknown[0]} is not a setting of the {arch} SAE (SAELens {cfg_cls.__name__}). "
                           f"Valid: {sorted(valid | OWN_FIELDS)}.")
     if (norm := kwargs.get("normalize_activations", "none")) not in KINDS:
         raise ConfigError(f"sae.normalize_activations={norm!r} is not one of {list(KINDS)}.")
+    check_transcoder(spec, kwargs)
     # TopK-style k against the width, now that d_in is read from the hook (the config check could not know it)
     check_sae_k(kwargs.get("k"), spec.d_sae, spec.expansion, d_in, hook)
-    cfg = cfg_cls(d_in=d_in, d_sae=d_sae_of(spec, d_in), **kwargs)
+    d_sae = d_sae_of(spec, d_in)
+    if "matryoshka_widths" in valid:
+        kwargs["matryoshka_widths"] = matryoshka_widths(kwargs.get("matryoshka_widths"), d_sae)
+    cfg = cfg_cls(d_in=d_in, d_sae=d_sae, **kwargs)
     cfg.metadata.hook_name = hook
-    if arch == "topk" and spec.sparse_decode and not cfg.use_sparse_activations:
-        from interp.sae.sparse_topk import SparseDecodeTopKTrainingSAE
-
-        return SparseDecodeTopKTrainingSAE(cfg)
-    if arch == "batchtopk" and spec.sparse_decode and not cfg.use_sparse_activations:
-        from interp.sae.fused_topk import SparseBatchTopKTrainingSAE
-
-        return SparseBatchTopKTrainingSAE(cfg)
-    if arch == "standard" and spec.fused:
-        from interp.sae.fused_standard import FusedStandardTrainingSAE
-
-        return FusedStandardTrainingSAE(cfg)
+    flags = [flag for flag in ("sparse_decode", "fused") if getattr(spec, flag)]
+    fast = next((FAST_STEPS[(arch, f)] for f in flags if (arch, f) in FAST_STEPS), None)
+    if sites(spec).transcodes:   # the fast steps measure the error against their input: SAELens's step here
+        cfg.metadata.hook_name_out = spec.target_hook
+        sae = transcoder.transcoding(sae_cls)(cfg)
+        sae.init_transcoder(spec.skip)
+        return sae
+    if fast is not None and not getattr(cfg, "use_sparse_activations", False):
+        return fast(cfg)
     return sae_cls(cfg)
+
+
+def matryoshka_widths(widths: list[int] | None, d_sae: int) -> list[int]:
+    """Matryoshka levels: increasing widths ending at d_sae (default: d_sae/16, /8, /4, /2, d_sae)."""
+    if widths is None:
+        return sorted({max(1, d_sae >> s) for s in (4, 3, 2, 1, 0)})
+    widths = [int(w) for w in widths]
+    if not widths or widths[-1] != d_sae or any(b <= a for a, b in zip(widths, widths[1:])) or widths[0] < 1:
+        raise ConfigError(f"sae.matryoshka_widths={widths} must be increasing widths ending at the SAE's d_sae={d_sae} "
+                          f"(each level a prefix of the dictionary). Fix: e.g. sae.matryoshka_widths="
+                          f"[{d_sae // 4},{d_sae // 2},{d_sae}], or leave it null for d_sae/16, /8, /4, /2, d_sae.")
+    return widths
 
 
 def inference_sae(sae: TrainingSAE):
@@ -161,13 +186,23 @@ def inference_sae(sae: TrainingSAE):
     built in memory (e.g. BatchTopK becomes JumpReLU with its learned threshold). Evaluating
     this, not the training SAE, makes our metrics the ones users get from the saved files."""
     from sae_lens import SAE
-    from sae_lens.loading.pretrained_sae_loaders import handle_config_defaulting
 
-    state = {k: v.detach().clone() for k, v in sae.state_dict().items()}
-    sae.process_state_dict_for_saving_inference(state)
-    cfg_dict = handle_config_defaulting(sae.cfg.get_inference_sae_cfg_dict())
+    cfg_dict, state = inference_state(sae)
     cfg = SAE.get_sae_config_class_for_architecture(cfg_dict["architecture"]).from_dict(cfg_dict)
     out = SAE.get_sae_class_for_architecture(cfg.architecture())(cfg)
     out.process_state_dict_for_loading(state)
     out.load_state_dict(state)
     return out.to(sae.W_enc.device).eval()
+
+
+def inference_state(sae: TrainingSAE) -> tuple[dict, dict]:
+    """(config dict, state dict) of the inference SAE SAELens saves `sae` as; a transcoder's as
+    SAELens's transcoder of that architecture (interp.sae.transcoder)."""
+    from sae_lens.loading.pretrained_sae_loaders import handle_config_defaulting
+
+    state = {k: v.detach().clone() for k, v in sae.state_dict().items()}
+    sae.process_state_dict_for_saving_inference(state)
+    cfg_dict = handle_config_defaulting(sae.cfg.get_inference_sae_cfg_dict())
+    if isinstance(sae, transcoder.TranscodingMixin):
+        cfg_dict = transcoder.inference_config(cfg_dict, sae.cfg.metadata.hook_name_out, "W_skip" in state)
+    return cfg_dict, state

@@ -11,7 +11,6 @@ free from the same batches.
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 
 import torch
@@ -29,7 +28,8 @@ from interp.sae.metrics import (
     lm_downstream,
     log10_density,
 )
-from interp.sae.spec import build_training_sae, inference_sae, parse_spec
+from interp.sae.sites import Sites, as_sites, reconstruct
+from interp.sae.spec import build_training_sae, inference_sae, parse_spec, sites
 from interp.subject import Subject
 from interp.tasks.base import ConfiguredTask
 
@@ -42,7 +42,7 @@ class SAETask(ConfiguredTask):
     def __init__(self, config: dict, d_in: int, base_model=None):
         super().__init__(config)
         self.spec, saelens_kwargs = parse_spec(config["sae"])
-        self.hook = self.spec.hook
+        self.hook, self.sites = self.spec.hook, sites(self.spec)
         self.sae = build_training_sae(self.spec, d_in, self.hook, saelens_kwargs)
         self.tracker = FiringTracker(self.sae.cfg.d_sae, self.spec.dead_feature_window)
         self.scaler = normalize.ActivationScaler()   # sae.normalize_activations statistics (normalize.py)
@@ -135,10 +135,10 @@ class SAETask(ConfiguredTask):
         if int(self.tracker.n_samples) > 0:
             meta.l0 = float(self.tracker.density().sum())
             meta.num_dead_features = int(self.tracker.dead_mask().sum())
-        # Normalisation statistics folded in: the saved SAE takes raw activations. Written as a whole
-        # folder renamed into place, so `path` is never half an SAE.
+        # The saved form: normalisation statistics folded in (it takes raw activations), a transcoder as
+        # SAELens's transcoder. Written as a whole folder renamed into place, so `path` is never half an SAE.
         with atomic_dir(path) as tmp:
-            normalize.fold(copy.deepcopy(self.sae), self.scaler).save_inference_model(tmp)
+            self.saved_form().save_model(tmp)
             save_file({"sparsity": log10_density(self.tracker.density()).cpu()}, str(tmp / SPARSITY_FILENAME))
 
     # --- evaluation -------------------------------------------------------------------------
@@ -158,7 +158,7 @@ class SAETask(ConfiguredTask):
 
     @torch.no_grad()
     def validation_step(self, batch: dict, batch_idx: int) -> None:
-        evaluate_batch(self.eval_sae, self.base_model, self.hook, batch, self.acc)
+        evaluate_batch(self.eval_sae, self.base_model, self.sites, batch, self.acc)
 
     def on_validation_epoch_end(self) -> None:
         results = self.acc.compute()
@@ -176,7 +176,7 @@ class SAETask(ConfiguredTask):
         if self.trainer.is_global_zero:
             save_density_histogram(
                 self.eval_density, Path(self.trainer.default_root_dir) / "figures" / "sae" / "feature_density.png",
-                f"{self.spec.architecture} SAE at {self.hook}, step {self.global_step}")
+                f"{self.spec.architecture} {self.sites.kind} at {self.sites.describe()}, step {self.global_step}")
         for logger in self.trainer.loggers:
             if isinstance(logger, WandbLogger):
                 import wandb
@@ -192,17 +192,21 @@ class SAETask(ConfiguredTask):
 
 
 @torch.no_grad()
-def evaluate_batch(sae, base_model, hook: str, batch: dict, acc: EvalAccumulator) -> None:
-    """Add one base-data batch to `acc`: reconstruction metrics and, with the SAE spliced
-    into the base model at `hook`, the downstream loss (CE for LMs, MSE for regression)."""
+def evaluate_batch(sae, base_model, where: str | Sites, batch: dict, acc: EvalAccumulator) -> None:
+    """Add one base-data batch to `acc`: reconstruction metrics of the target and, with the
+    dictionary's output spliced into the base model at the target hook (a transcoder in place of
+    its MLP), the downstream loss (CE for LMs, MSE for regression)."""
     device = next(base_model.parameters()).device
     batch = {k: v.to(device) for k, v in batch.items()}
     inputs = model_inputs(batch)
-    clean, cache = base_model.run_with_cache(inputs, names_filter=hook)   # the clean run also gives the SAE input
-    acts = harvest.rows(cache[hook], batch, hook)
+    sites = as_sites(where)
+    hook = sites.target
+    # The clean run also gives the dictionary's input and target
+    clean, cache = base_model.run_with_cache(inputs, names_filter=list(sites.hooks))
+    acts = harvest.rows(cache[sites.hook], batch, sites.hook)
     feats = sae.encode(acts)
-    recon = sae.decode(feats)
-    acc.add(acts, recon, feats)
+    recon = reconstruct(sae, acts, feats)
+    acc.add(harvest.rows(cache[hook], batch, hook), recon, feats)
 
     mask = padding_mask(batch)
 
