@@ -21,9 +21,9 @@ from interp.features.dashboard import (
     ablation_losses,
     collect,
     logit_effects,
-    sae_activations,
 )
 from interp.features.indices import check_feature_index
+from interp.sae.harvest import feature_acts
 from interp.subject import Subject
 
 VOCAB, N_CTX, D_MODEL, D_SAE = 512, 32, 32, 64
@@ -83,7 +83,7 @@ def brute_force(model, sae, dm):
         tokens = model_inputs(batch)
         mask = padding_mask(batch)
         mask = torch.ones(tokens.shape, dtype=torch.bool) if mask is None else mask
-        a = sae_activations(model, sae, tokens).detach()
+        a = feature_acts(model, sae, tokens).detach()
         s, p = mask.nonzero(as_tuple=True)
         feats.append(a[mask])
         locs.append((s + seq) << POS_BITS | p)

@@ -121,12 +121,10 @@ def hook_activations(model, x: torch.Tensor) -> dict[str, torch.Tensor]:
     return {name: (a[:, None] if a.ndim == 1 else a).float().cpu() for name, a in cache.items()}
 
 
-@torch.no_grad()
 def feature_activations(model, sae, x: torch.Tensor) -> torch.Tensor:
-    from interp.sae.harvest import activations
+    from interp.sae.harvest import feature_acts
 
-    acts = activations(model, {"x": x.to(next(model.parameters()).device)}, sae.cfg.metadata.hook_name)
-    return sae.encode(acts.to(sae.W_enc.device)).float().cpu()
+    return feature_acts(model, sae, x).float().cpu()
 
 
 def summary_table(summaries: dict[str, dict]) -> str:

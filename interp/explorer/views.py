@@ -180,17 +180,15 @@ def topk_view(model, tokens: torch.Tensor, tokenizer, k: int) -> list[dict]:
 
 def sae_view(loaded: Loaded, inputs: torch.Tensor, labels: list[str]) -> dict:
     """Top active SAE features per token (or per input row), linking dashboards that exist."""
-    from interp.analyses.common.activations import prompt_activations
+    from interp.sae.harvest import feature_acts
+    from interp.sae.sites import sites_of
 
     sae = loaded.run.sae
     if sae is None:
         raise NotApplicable(loaded.sae_note or "this run has no SAE (train one with task=sae base_run=<this run>, "
                             "or give one to every run: analyze.py serve --sae <SAELens folder>)")
-    hook = sae.cfg.metadata.hook_name
-    acts = prompt_activations(loaded.run.model, inputs, [hook])[hook]
-    acts = acts if acts.ndim == 2 else acts[None]
-    with torch.no_grad():
-        feats = sae.encode(acts.to(sae.W_enc.device, sae.W_enc.dtype)).float().cpu()
+    feats = feature_acts(loaded.run.model, sae, inputs).float().cpu()
+    feats = feats[0] if feats.ndim == 3 else feats   # one prompt: [pos, d_sae]; input rows: [rows, d_sae]
     top = feats.topk(min(SAE_TOP, feats.shape[-1]), dim=-1)
     dashboards = loaded.dashboards or loaded.path / FIGURES_DIR / "dashboard"
     rows = []
@@ -203,7 +201,7 @@ def sae_view(loaded: Loaded, inputs: torch.Tensor, labels: list[str]) -> dict:
         rows.append({"token": label, "n_active": None, "features": features})
     for row, n in zip(rows, (feats > 0).sum(-1).tolist()):
         row["n_active"] = n
-    return {"hook": hook, "d_sae": feats.shape[-1], "tokens": rows}
+    return {"hook": sites_of(sae).describe(), "d_sae": feats.shape[-1], "tokens": rows}
 
 
 def lstm_view(model, tokens: torch.Tensor) -> list[list[list[float]]]:

@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 import torch
 
 from interp.data.batch import model_inputs, padding_mask
-from interp.features.interventions import feature_direction, hook_of
-from interp.sae.sites import sites_of
-from interp.sae.harvest import stop_layer
+from interp.features.interventions import feature_direction
+from interp.sae.harvest import feature_acts
+from interp.sae.sites import hook_layer, sites_of
 
 HIST_EDGES = torch.linspace(-3.0, 4.0, 71)   # log10 activation, 0.1 decade bins (values outside are clamped)
 POS_BITS = 20                                 # location = sequence << POS_BITS | position
@@ -92,14 +92,6 @@ class FeatureCollector:
         return self.counts.double() / max(self.n_tokens, 1)
 
 
-def sae_activations(model, sae, tokens: torch.Tensor) -> torch.Tensor:
-    """Feature activations [B, T, d_sae] of `tokens` (only the layers up to the SAE's hook run)."""
-    hook = hook_of(sae)
-    kwargs = {"stop_at_layer": stop_layer(model, hook)} if hasattr(model, "cfg") else {}
-    _, cache = model.run_with_cache(tokens.to(next(model.parameters()).device), names_filter=hook, **kwargs)
-    acts = cache[hook]
-    acts = acts.flatten(2) if acts.ndim > 3 else acts
-    return sae.encode(acts.to(sae.W_enc.dtype))
 
 
 @dataclass
@@ -125,7 +117,7 @@ def collect(model, sae, batches, features: list[int] | None = None, *, k: int = 
         tokens = model_inputs(batch)
         mask = padding_mask(batch)
         mask = torch.ones(tokens.shape, dtype=torch.bool) if mask is None else mask.cpu()
-        feats = sae_activations(model, sae, tokens)
+        feats = feature_acts(model, sae, tokens)
         feats = feats if cols is None else feats[..., cols.to(feats.device)]
         seq, pos = mask.nonzero(as_tuple=True)
         base = len(corpus.sequences)
@@ -150,8 +142,8 @@ def logit_effects(model, sae, feature: int) -> torch.Tensor | None:
         return None
     d = feature_direction(sae, feature).to(model.W_U.dtype).to(model.W_U.device)
     hook = sites_of(sae).target   # where the direction is written
-    if m := re.fullmatch(r"blocks\.(\d+)\.mlp\.hook_post", hook):
-        d = d @ model.blocks[int(m.group(1))].mlp.W_out
+    if hook.endswith(".mlp.hook_post") and (layer := hook_layer(hook)) is not None:
+        d = d @ model.blocks[layer].mlp.W_out
     elif not re.fullmatch(r"blocks\.\d+\.hook_(resid_pre|resid_mid|resid_post|attn_out|mlp_out)|hook_embed|"
                           r"hook_pos_embed|unembed\.hook_in", hook):
         return None
@@ -175,7 +167,7 @@ def sequence_activations(model, sae, sequences: list[torch.Tensor], features: li
         tokens = torch.zeros(len(part), width, dtype=torch.long)
         for j, s in enumerate(part):
             tokens[j, :len(s)] = s
-        feats = sae_activations(model, sae, tokens)[..., features].float().cpu()
+        feats = feature_acts(model, sae, tokens)[..., features].float().cpu()
         out += [feats[j, :len(s)] for j, s in enumerate(part)]
     return out
 

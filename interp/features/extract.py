@@ -12,10 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
-from transformer_lens import HookedTransformer
 
 from interp.models import context_length
-from interp.sae.harvest import stop_layer
+from interp.sae.harvest import feature_acts
 from interp.sae.pretrained import check_against_model
 from interp.sae.sites import hook_of
 
@@ -50,14 +49,9 @@ def summarize(acts: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, tor
     return mean, torch.where(mask.any(1, keepdim=True), peak, torch.zeros_like(peak))
 
 
-@torch.no_grad()
 def feature_activations(model, sae, tokens: torch.Tensor) -> torch.Tensor:
-    """[B, T, F] SAE feature activations of `tokens` at the SAE's hook."""
-    hook = hook_of(sae)
-    kwargs = {"stop_at_layer": stop_layer(model, hook)} if isinstance(model, HookedTransformer) else {}
-    device = next(model.parameters()).device
-    _, cache = model.run_with_cache(tokens.to(device), names_filter=hook, **kwargs)
-    return sae.encode(cache[hook].to(sae.W_enc.device, sae.W_enc.dtype)).float().cpu()
+    """[B, T, F] SAE feature activations of `tokens` at the SAE's hook, float32 on the CPU."""
+    return feature_acts(model, sae, tokens).float().cpu()
 
 
 @torch.no_grad()

@@ -9,7 +9,6 @@ category x SAE table, and S1's always / sometimes / never summary.
 from __future__ import annotations
 
 import html
-import re
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -17,15 +16,17 @@ import numpy as np
 
 from interp.features.rankings import consistency
 from interp.files import atomic_write_text
+from interp.sae.sites import hook_layer
 from interp.viz import plotly_divs, save_figure
 
 
 def layer_of(hook: str) -> float:
-    """Depth of a hook, for ordering: blocks.L.hook_resid_pre is L, anything else in block L is L + 0.5."""
-    m = re.match(r"blocks\.(\d+)\.(\S+)", hook)
-    if not m:
-        return -1.0 if "embed" in hook else float("inf")
-    return int(m.group(1)) + (0.0 if m.group(2) == "hook_resid_pre" else 0.5)
+    """Depth of a hook, for ordering: the embeddings -1, blocks.L.hook_resid_pre L, anything else in block L
+    L + 0.5, hooks after the blocks last."""
+    layer = hook_layer(hook)
+    if layer is None:
+        return float("inf")
+    return float(layer) + (0.5 if layer >= 0 and not hook.endswith(".hook_resid_pre") else 0.0)
 
 
 def summary(studies: dict[str, dict]) -> dict:

@@ -14,7 +14,7 @@ from transformer_lens import HookedTransformer
 
 from interp.data.batch import model_inputs, padding_mask
 from interp.errors import ConfigError
-from interp.sae.sites import Sites, as_sites
+from interp.sae.sites import Sites, as_sites, hook_of
 
 
 def stop_layer(model, where: str | Sites) -> int | None:
@@ -72,6 +72,16 @@ def execution_order(model, batch: dict, hooks: Iterable[str]) -> list[str]:
         model.run_with_hooks(model_inputs(small).to(next(model.parameters()).device),
                              fwd_hooks=[(h, record) for h in hooks])
     return list(dict.fromkeys(seen))
+
+
+@torch.no_grad()
+def feature_acts(model, sae, inputs: torch.Tensor) -> torch.Tensor:
+    """A dictionary's feature activations of `inputs` (tokens [B, T], or rows [B, n] of a regression model):
+    the model up to the dictionary's input hook, then its encoder; [B, T, d_sae] (or [B, d_sae]) on its device."""
+    hook = hook_of(sae)
+    acts = run_to(model, inputs, hook)[hook]
+    acts = acts.flatten(2) if acts.ndim > 3 else acts   # hook_z [.., head, d_head]: one vector, as SAELens reshapes
+    return sae.encode(acts.to(sae.W_enc.device, sae.W_enc.dtype))
 
 
 def stream(model, batches: Iterable[dict], where: str | Sites) -> Iterator[torch.Tensor]:
