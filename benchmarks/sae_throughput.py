@@ -26,12 +26,28 @@ sustained rate of the standard step's five matmuls (or of 2048^3 ones),
 measured just before each repeat for about as long, since this shared
 machine's speed drifts.
 
+`--transcode` times TopK transcoders instead, plain and skip, on rows [x | y]
+(x synthetic activations as below, y a fixed random GELU MLP of x): ours (the
+sparse step, interp.sae.fused_topk; a skip path adds 2 B d_in^2 FLOPs forward
+and 2 B d_in^2 for grad W_skip) against sparsify's SparseCoder with
+transcode=True (and skip_connection), driven as its trainer drives a
+transcoder (no decoder renormalisation nor gradient projection; FVU against
+y), and against our task with SAELens's dense step (sparse_decode off).
+SAELens's own trainer has no TopK transcoder. Goal: >= 1.2x sparsify.
+
+`--archs matryoshka` times Matryoshka BatchTopK: SAELens's
+MatryoshkaBatchTopKTrainingSAE in our task (its dense step: there is no sparse
+one) against SAELens's trainer; its FLOPs are counted as the standard step's.
+
+There is no quality-at-equal-budget mode: only throughput is measured.
+
 Like train.py, the process allocates large tensors in huge pages
 (interp/hugepages.py); every trainer runs under it. `THP_MEM_ALLOC_ENABLE=0`
 in front of the command measures without.
 
     python benchmarks/sae_throughput.py [--d-in 512] [--expansion 8 32] [--batch 4096] [--steps 20] [--repeats 3]
-                                        [--archs standard topk] [--threads N] [--clock wall|cpu]
+                                        [--archs standard topk matryoshka] [--threads N] [--clock wall|cpu]
+    python benchmarks/sae_throughput.py --transcode [--expansion 8 32] ...
 """
 
 import interp.hugepages  # noqa: F401  (first: before torch loads, as in train.py)
@@ -63,13 +79,25 @@ def synthetic_activations(n_batches: int, batch: int, d_in: int, seed: int = 0) 
     return out
 
 
-def spec_for(args, arch: str, fast_paths: bool) -> dict:
+def synthetic_transcoder_rows(n_batches: int, batch: int, d_in: int, seed: int = 0) -> list[torch.Tensor]:
+    """Rows [x | y]: x as `synthetic_activations`, y = a fixed random GELU MLP (width 4 d_in) of x."""
+    g = torch.Generator().manual_seed(seed + 1)
+    w_in = torch.randn(d_in, 4 * d_in, generator=g) / d_in ** 0.5
+    w_out = torch.randn(4 * d_in, d_in, generator=g) / (4 * d_in) ** 0.5
+    return [torch.cat([x, torch.nn.functional.gelu(x @ w_in) @ w_out], 1)
+            for x in synthetic_activations(n_batches, batch, d_in, seed)]
+
+
+def spec_for(args, arch: str, fast_paths: bool, skip: bool | None = None) -> dict:
+    """Our `sae` config of `arch`: an SAE, or with `skip` given a transcoder (with or without skip path)."""
     spec = {"architecture": arch, "expansion": args.expansion, "hook": "bench", "dead_feature_window": 1000,
             "feature_sampling_window": 2000, "dense_threshold": 0.1}
-    if arch == "topk":
-        spec.update(k=args.k, sparse_decode=fast_paths)
+    if arch in ("topk", "batchtopk", "matryoshka"):
+        spec.update(k=args.k, sparse_decode=fast_paths)   # matryoshka: no sparse step, the flag does nothing
     if arch == "standard":
         spec.update(fused=fast_paths)
+    if skip is not None:
+        spec.update(target_hook="bench_out", skip=skip, apply_b_dec_to_input=False)
     return spec
 
 
@@ -105,36 +133,49 @@ def saelens(args, spec: dict, init: dict, batches) -> float:
     return clock() - start
 
 
+def ours_dense(args, spec: dict, init: dict, batches) -> float:
+    """Our task with SAELens's own step (the fast paths off)."""
+    return ours(args, {**spec, "sparse_decode": False, "fused": False}, init, batches)
+
+
 def sparsify(args, spec: dict, init: dict, batches) -> float | None:
-    """sparsify's SparseCoder with its trainer's per-step work (trainer.py, fvu loss, adam); None if absent."""
+    """sparsify's SparseCoder with its trainer's per-step work (trainer.py, fvu loss, adam); None if absent.
+    A transcoder spec: transcode=True (skip_connection as spec's skip), rows [x | y]."""
     try:
         from sparsify import SparseCoder, SparseCoderConfig
         from transformers import get_linear_schedule_with_warmup
     except ImportError as e:
         print(f"  sparsify skipped: {e}. Fix: pip install \"interp[bench]\"")
         return None
-    d_sae = init["W_dec"].shape[0]
-    sae = SparseCoder(args.d_in, SparseCoderConfig(num_latents=d_sae, k=args.k), "cpu", dtype=torch.float32)
+    d_sae, d = init["W_dec"].shape[0], args.d_in
+    transcode = "target_hook" in spec
+    cfg = SparseCoderConfig(num_latents=d_sae, k=args.k, transcode=transcode, skip_connection=bool(spec.get("skip")))
+    sae = SparseCoder(d, cfg, "cpu", dtype=torch.float32)
     with torch.no_grad():   # our initial weights in its layout (encoder: nn.Linear [d_sae, d_in])
         sae.encoder.weight.copy_(init["W_enc"].T)
         sae.encoder.bias.copy_(init["b_enc"])
         sae.W_dec.copy_(init["W_dec"])
         sae.b_dec.copy_(init["b_dec"])
+        if sae.W_skip is not None:
+            sae.W_skip.copy_(init["W_skip"])
     adam = torch.optim.Adam(sae.parameters(), lr=2e-4 / (d_sae / 2**14) ** 0.5)   # its default lr and schedule
     schedule = get_linear_schedule_with_warmup(adam, 1000, len(batches))
     since_fired = torch.zeros(d_sae, dtype=torch.long)
     did_fire = torch.zeros(d_sae, dtype=torch.bool)
     auxk_alpha, dead_threshold = 0.0, 10_000_000     # its TrainConfig defaults
     start = clock()
-    for x in batches:
-        total_variance = (x - x.mean(0)).pow(2).sum()
-        sae.set_decoder_norm_to_unit_norm()
+    for rows in batches:
+        x, y = (rows[:, :d], rows[:, d:]) if transcode else (rows, rows)
+        total_variance = (y - y.mean(0)).pow(2).sum()
+        if not transcode:   # its trainer keeps an autoencoder's decoder rows at unit norm, not a transcoder's
+            sae.set_decoder_norm_to_unit_norm()
         dead = since_fired > dead_threshold if auxk_alpha > 0 else None
-        out = sae(x=x, y=x, dead_mask=dead, total_variance=total_variance)
+        out = sae(x=x, y=y, dead_mask=dead, total_variance=total_variance)
         did_fire[out.latent_indices.flatten()] = True
         float(out.fvu.detach())                      # its running FVU average (a sync)
         (out.fvu + auxk_alpha * out.auxk_loss + out.multi_topk_fvu / 8).backward()
-        sae.remove_gradient_parallel_to_decoder_directions()
+        if not transcode:
+            sae.remove_gradient_parallel_to_decoder_directions()
         adam.step()
         adam.zero_grad()
         schedule.step()
@@ -176,6 +217,21 @@ def matmul_peak(args) -> float:
     return best
 
 
+def cases(args, d_sae: int):
+    """(label, our spec, {name: trainer}, FLOPs per row of our step) of each thing timed at this width."""
+    d, k = args.d_in, args.k
+    sparse = 2 * d * d_sae + 8 * k * d   # encoder forward + four O(k d_in) sparse products
+    if args.transcode:
+        for skip in (False, True):
+            peers = {"ours": ours, "sparsify": sparsify, "SAELens step": ours_dense}
+            yield (f"topk {'skip ' if skip else ''}transcoder", spec_for(args, "topk", True, skip), peers,
+                   sparse + (4 * d * d if skip else 0))   # + the skip path's forward and grad W_skip
+        return
+    for arch in args.archs:
+        peers = {"ours": ours, "SAELens": saelens, **({"sparsify": sparsify} if arch == "topk" else {})}
+        yield arch, spec_for(args, arch, True), peers, sparse if arch in ("topk", "batchtopk") else 10 * d * d_sae
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--d-in", type=int, default=512)
@@ -184,7 +240,10 @@ def main():
     p.add_argument("--batch", type=int, default=4096)
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--archs", nargs="+", default=["standard", "topk"])
+    p.add_argument("--archs", nargs="+", default=["standard", "topk"],
+                   help="standard, topk, batchtopk, matryoshka (SAELens's dense step: it has no sparse one)")
+    p.add_argument("--transcode", action="store_true",
+                   help="TopK transcoders, plain and skip, against sparsify's (transcode=True); --archs is ignored")
     p.add_argument("--threads", type=int, default=0, help="torch threads for every trainer (0: torch's default)")
     p.add_argument("--clock", choices=["wall", "cpu"], default="wall",
                    help="cpu: the process's CPU time, which leaves out time spent waiting for a core on a shared "
@@ -196,7 +255,8 @@ def main():
         global clock
         clock = time.process_time
     torch.manual_seed(0)
-    batches = synthetic_activations(args.steps, args.batch, args.d_in)
+    make_batches = synthetic_transcoder_rows if args.transcode else synthetic_activations
+    batches = make_batches(args.steps, args.batch, args.d_in)
     print(f"d_in {args.d_in}, batch {args.batch}, {args.steps} steps, {torch.get_num_threads()} threads, "
           f"{args.clock} clock, "
           f"THP_MEM_ALLOC_ENABLE={os.environ['THP_MEM_ALLOC_ENABLE']}, load average {os.getloadavg()[0]:.1f}")
@@ -204,13 +264,10 @@ def main():
     for expansion in args.expansion:
         args.expansion = expansion
         d_sae = args.d_in * expansion
-        for arch in args.archs:
-            spec = spec_for(args, arch, fast_paths=True)
+        for arch, spec, peers, flops in cases(args, d_sae):
             init = build_training_sae(spec, args.d_in, "bench").state_dict()
-            peers = {"ours": ours, "SAELens": saelens, **({"sparsify": sparsify} if arch == "topk" else {})}
             rates = {name: [] for name in peers}
             fractions, peaks = [], []
-            flops = 10 * args.d_in * d_sae if arch == "standard" else 2 * args.d_in * d_sae + 8 * args.k * args.d_in
             for r in range(args.repeats):
                 peaks.append(matmul_peak(args))   # just before the runs: the same machine speed
                 names = list(peers)[r % len(peers):] + list(peers)[:r % len(peers)]   # rotate the order

@@ -222,3 +222,16 @@ def test_the_benchmark_runs_sparsify_steps_from_our_initial_weights():
     spec = bench.spec_for(args, "topk", fast_paths=True)
     init = build_training_sae(spec, D_IN, "bench").state_dict()
     assert bench.sparsify(args, spec, init, bench.synthetic_activations(2, args.batch, D_IN)) > 0
+
+
+@pytest.mark.parametrize("skip", [False, True])
+def test_the_benchmark_runs_sparsify_transcoder_steps_from_our_initial_weights(skip):
+    pytest.importorskip("sparsify")
+    bench = load_benchmark()
+    args = bench_args()
+    spec = bench.spec_for(args, "topk", fast_paths=True, skip=skip)
+    init = build_training_sae(spec, D_IN, "bench").state_dict()
+    assert ("W_skip" in init) == skip
+    rows = bench.synthetic_transcoder_rows(2, args.batch, D_IN)
+    assert rows[0].shape == (args.batch, 2 * D_IN)
+    assert bench.sparsify(args, spec, init, rows) > 0

@@ -1,5 +1,6 @@
 """Transcoders (an MLP's input -> its output), skip transcoders and Matryoshka SAEs: the training step
-against SAELens's own classes, SAELens loading the saved files, interventions at the target hook, bad
+against SAELens's own classes, the fast steps (sparse TopK / BatchTopK, fused standard) against that
+dense step, SAELens loading the saved files, interventions at the target hook, bad
 input, and a run end to end."""
 
 import json
@@ -15,7 +16,7 @@ from transformer_lens import HookedTransformer, HookedTransformerConfig
 
 from interp.errors import ConfigError
 from interp.features.interventions import ablation_hook, attribute, hooked, steering_hook
-from interp.sae.architectures import training_classes
+from interp.sae.architectures import FAST_STEPS, training_classes
 from interp.sae.sites import reconstruct, sites_of
 from interp.sae.spec import build_training_sae, inference_sae
 
@@ -77,6 +78,93 @@ def test_a_skip_transcoder_adds_its_linear_path_and_learns_it():
     assert torch.allclose(out.sae_out, plain_out + x @ sae.W_skip.T, atol=1e-5)
     out.loss.backward()
     assert sae.W_skip.grad is not None and sae.W_skip.grad.abs().sum() > 0
+
+
+FAST_FLAG = {"topk": "sparse_decode", "batchtopk": "sparse_decode", "standard": "fused"}
+
+
+def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
+    return ((a - b).norm() / b.norm()).item()
+
+
+def dense_and_fast(arch: str, skip: bool):
+    """The dense transcoder (TranscodingMixin over SAELens's class) and the fast one, same weights: non-zero
+    biases, unequal decoder norms and a non-zero skip path, so every term has a gradient."""
+    torch.manual_seed(0)
+    dense, fast = (build_training_sae({**spec(arch, skip), FAST_FLAG[arch]: on}, d_in=D, hook="h")
+                   for on in (False, True))
+    assert type(dense).__mro__[2] is training_classes(arch)[1]
+    assert type(fast).__mro__[2] is FAST_STEPS[(arch, FAST_FLAG[arch])]
+    with torch.no_grad():
+        dense.b_dec.normal_()
+        dense.b_enc.normal_(0, 0.1)
+        dense.W_dec.mul_(torch.rand(dense.cfg.d_sae, 1) + 0.5)
+        if skip:
+            dense.W_skip.normal_(0, 0.3)
+    fast.load_state_dict(dense.state_dict())
+    return dense, fast
+
+
+@pytest.mark.parametrize("arch", list(FAST_FLAG))
+@pytest.mark.parametrize("skip", [False, True])
+@pytest.mark.parametrize("extra_terms", [False, True])
+def test_the_fast_transcoder_step_matches_the_dense_one_in_outputs_losses_and_every_gradient(arch, skip, extra_terms):
+    dense, fast = dense_and_fast(arch, skip)
+    x, y = rows()
+    dead = torch.zeros(dense.cfg.d_sae, dtype=torch.bool)
+    dead[::3] = True                        # TopK's and BatchTopK's AuxK acts on the residual y - ŷ
+    results = []
+    for sae in (dense, fast):
+        out = step(sae, x, y, dead)
+        loss = out.loss
+        if extra_terms:   # gradients also flowing in through the outputs, as from any loss a caller adds
+            loss = loss + 0.3 * out.sae_out.sin().sum() + 0.2 * out.feature_acts.cos().sum()
+        loss.backward()
+        results.append((out, {n: p.grad.clone() for n, p in sae.named_parameters()}))
+    (d_out, d_grads), (f_out, f_grads) = results
+    assert type(f_out.sae_out.grad_fn).__name__ in ("_SparseTopKStepBackward", "_FusedStandardStepBackward")
+    assert torch.equal(f_out.sae_in, y)
+    for field in ("sae_out", "feature_acts", "hidden_pre"):
+        assert rel_err(getattr(f_out, field), getattr(d_out, field)) < 1e-5, field
+    assert f_out.losses.keys() == d_out.losses.keys()
+    for name in d_out.losses:
+        assert rel_err(f_out.losses[name], d_out.losses[name]) < 1e-5, name
+    assert rel_err(f_out.loss, d_out.loss) < 1e-5
+    assert set(f_grads) == set(d_grads) == {"W_enc", "b_enc", "W_dec", "b_dec", *(["W_skip"] if skip else [])}
+    for name, grad in d_grads.items():
+        assert grad.norm() > 0 and rel_err(f_grads[name], grad) < 1e-5, name
+    if arch != "standard":
+        assert f_out.losses["auxiliary_reconstruction_loss"] > 0
+    if arch == "batchtopk":
+        assert fast.topk_threshold > 0 and rel_err(fast.topk_threshold, dense.topk_threshold) < 1e-6
+
+
+@pytest.mark.parametrize("arch", list(FAST_FLAG))
+def test_ten_adam_steps_of_the_fast_skip_transcoder_follow_the_dense_one(arch):
+    dense, fast = dense_and_fast(arch, skip=True)
+    opts = [torch.optim.Adam(s.parameters(), lr=1e-3) for s in (dense, fast)]
+    dead = torch.zeros(dense.cfg.d_sae, dtype=torch.bool)
+    dead[1::4] = True
+    for i in range(10):
+        x, y = rows(seed=i)
+        for sae, opt in zip((dense, fast), opts):
+            step(sae, x, y, dead if i % 2 else None).loss.backward()
+            opt.step()
+            opt.zero_grad()
+    for name, p in dense.state_dict().items():
+        assert torch.allclose(fast.state_dict()[name], p, atol=1e-5), name
+
+
+@pytest.mark.parametrize("arch", list(FAST_FLAG))
+def test_the_transcoder_config_group_trains_with_the_fast_step(arch):
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
+        topk_only = ["~sae.k", "~sae.aux_loss_coefficient", "~sae.use_sparse_activations"] if arch == "standard" else []
+        cfg = compose("train", ["task=sae", "sae=transcoder", f"sae.architecture={arch}", *topk_only,
+                                "sae.cache.root=unused"])   # its default needs Hydra's run-time config
+    sae = build_training_sae(cfg.sae, d_in=D, hook=cfg.sae.hook)
+    assert type(sae).__mro__[2] is FAST_STEPS[(arch, FAST_FLAG[arch])] and sae.W_skip.shape == (D, D)
 
 
 SAVED_AS = {("standard", False): "Transcoder", ("standard", True): "SkipTranscoder",

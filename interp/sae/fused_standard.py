@@ -19,6 +19,10 @@ it into `b_dec.grad`. Here:
 - the ReLU backward is in place in dF;
 - `b_dec`'s encoder-side gradient is the matvec `-(dH.sum(0) @ W_enc.T)`.
 
+A transcoder (interp.sae.transcoder, rows [x | y]) runs the same step: the encoder reads x, the
+error is measured against y, and a skip transcoder adds `x @ W_skip.T` (one more matmul forward,
+one or two backward); for an SAE x is y. The maths allows it wherever the SAE's step runs.
+
 Loss, outputs and every gradient equal SAELens's to float tolerance (tested);
 the module is a `StandardTrainingSAE`, saved and loaded as one. Anything the
 fused step does not cover (hooks on the SAE's hook points, autocast, another
@@ -33,11 +37,13 @@ from sae_lens.saes.sae import TrainStepInput, TrainStepOutput
 
 from interp.sae.architectures import fast_step
 from interp.sae.normalize import RUN_TIME
+from interp.sae.transcoder import encoder_input
 
 
 class _FusedStandardStep(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, W_enc, b_enc, W_dec, b_dec, l1_coefficient: float, apply_b_dec_to_input: bool):
+    def forward(ctx, x, y, W_enc, b_enc, W_dec, b_dec, W_skip, l1_coefficient: float, apply_b_dec_to_input: bool):
+        """x: the encoder's input; y: the reconstruction target (x itself for an SAE)."""
         B, d = x.shape
         # [sae_in | 1] @ [W_enc ; b_enc]: the bias inside the matmul, not a [B, d_sae] broadcast copy it reads back
         sae_in1 = x.new_empty(B, d + 1)
@@ -47,11 +53,14 @@ class _FusedStandardStep(torch.autograd.Function):
         feature_acts = hidden_pre.relu()
         norms = W_dec.norm(dim=1)
         sae_out = torch.addmm(b_dec, feature_acts, W_dec)
-        diff = sae_out - x
+        if W_skip is not None:
+            sae_out.addmm_(x, W_skip.T)
+        diff = sae_out - y
         mse = diff.pow(2).sum() / B
         act_sums = feature_acts.sum(0)
         l1 = l1_coefficient * (act_sums @ norms) / B
-        ctx.save_for_backward(sae_in1, feature_acts, W_enc, W_dec, norms, diff, act_sums)
+        ctx.save_for_backward(sae_in1, feature_acts, W_enc, W_dec, norms, diff, act_sums, W_skip,
+                              x if W_skip is not None else None)
         ctx.l1_coefficient, ctx.apply_b_dec_to_input = l1_coefficient, apply_b_dec_to_input
         ctx.mark_non_differentiable(hidden_pre)
         ctx.set_materialize_grads(False)
@@ -59,7 +68,7 @@ class _FusedStandardStep(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, g_out, g_acts, _g_pre, g_mse, g_l1):
-        sae_in1, acts, W_enc, W_dec, norms, diff, act_sums = ctx.saved_tensors
+        sae_in1, acts, W_enc, W_dec, norms, diff, act_sums, W_skip, x = ctx.saved_tensors
         B, d = diff.shape
         scale = float(g_l1) * ctx.l1_coefficient / B if g_l1 is not None else 0.0
         d_mse = diff * (2 * g_mse / B) if g_mse is not None else torch.zeros_like(diff)
@@ -78,10 +87,14 @@ class _FusedStandardStep(torch.autograd.Function):
         grad_W_enc, grad_b_enc = grad_enc1[:d], grad_enc1[d]
         if ctx.apply_b_dec_to_input:                        # sae_in = x - b_dec
             grad_b_dec -= grad_b_enc @ W_enc.T
+        grad_W_skip = d_out.T @ x if W_skip is not None and ctx.needs_input_grad[6] else None
         grad_x = None
         if ctx.needs_input_grad[0]:
-            grad_x = d_pre @ W_enc.T - d_mse
-        return grad_x, grad_W_enc, grad_b_enc, grad_W_dec, grad_b_dec, None, None
+            grad_x = d_pre @ W_enc.T
+            if W_skip is not None:
+                grad_x += d_out @ W_skip
+        grad_y = -d_mse if ctx.needs_input_grad[1] else None   # for an SAE autograd adds it to x's
+        return grad_x, grad_y, grad_W_enc, grad_b_enc, grad_W_dec, grad_b_dec, grad_W_skip, None, None
 
 
 @fast_step("standard", "fused")
@@ -93,11 +106,12 @@ class FusedStandardTrainingSAE(StandardTrainingSAE):
                 and not torch.is_autocast_enabled(x.device.type))
 
     def training_forward_pass(self, step_input: TrainStepInput) -> TrainStepOutput:
-        x = step_input.sae_in.to(self.dtype)
+        y = step_input.sae_in.to(self.dtype)
+        x = encoder_input(self, y)
         if not self._fusable(x):
             return super().training_forward_pass(step_input)
         sae_out, feature_acts, hidden_pre, mse, l1 = _FusedStandardStep.apply(
-            x, self.W_enc, self.b_enc, self.W_dec, self.b_dec, float(step_input.coefficients["l1"]),
-            bool(self.cfg.apply_b_dec_to_input))
+            x, y, self.W_enc, self.b_enc, self.W_dec, self.b_dec, getattr(self, "W_skip", None),
+            float(step_input.coefficients["l1"]), bool(self.cfg.apply_b_dec_to_input))
         return TrainStepOutput(sae_in=step_input.sae_in, sae_out=sae_out, feature_acts=feature_acts,
                                hidden_pre=hidden_pre, loss=mse + l1, losses={"mse_loss": mse, "l1_loss": l1})

@@ -12,13 +12,18 @@ the step with one dense matmul, the encoder forward; the rest is O(nnz · d_in):
   (one argsort), i.e. gathers rather than scatter-adds;
 - b_dec's gradient through the encoder: the matvec W_enc @ grad b_enc.
 
+A transcoder (interp.sae.transcoder, its rows [x | y]) runs the same step: the encoder reads x, the
+error and AuxK's residual are measured against y, and a skip transcoder's `x @ W_skip.T` is added to
+the output (one more dense matmul forward, two backward: grad W_skip and, if asked, x's). For an SAE
+x is y. The maths allows this for every transcoder the SAE step covers; the fallbacks are the same.
+
 With `rescale_acts_by_decoder_norm` (n = ||W_dec rows||) SAELens selects on h = pre·n and decodes
 relu(h)/n, so the decoder-norm gradients from encode and decode cancel exactly; they are computed
 only when a caller differentiates feature_acts or hidden_pre themselves. Outputs, losses and every
-gradient equal SAELens's (tests/test_sparse_topk.py); the modules are SAELens classes and save as
-such. Anything else (hooks on the SAE, autocast, run-time input normalisation, hook_z reshaping,
-another dtype, a GPU: untested there) falls back to SAELens's own `training_forward_pass` (with
-sparse_topk's sparse decode for TopK).
+gradient equal SAELens's (tests/test_sparse_topk.py; transcoders: tests/test_transcoders.py); the
+modules are SAELens classes and save as such. Anything else (hooks on the SAE, autocast, run-time
+input normalisation, hook_z reshaping, another dtype, a GPU: untested there) falls back to
+SAELens's own `training_forward_pass` (with sparse_topk's sparse decode for TopK).
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from sae_lens.saes.sae import TrainStepInput, TrainStepOutput
 
 from interp.sae.architectures import fast_step
 from interp.sae.normalize import RUN_TIME
+from interp.sae.transcoder import encoder_input
 
 
 class Selection(NamedTuple):
@@ -173,12 +179,13 @@ class StepPlan:
 
 class _SparseTopKStep(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, W_enc, b_enc, W_dec, b_dec, plan: StepPlan):
+    def forward(ctx, x, y, W_enc, b_enc, W_dec, b_dec, W_skip, plan: StepPlan):
         with _Threads() as t:
-            return _SparseTopKStep._forward(ctx, t, x, W_enc, b_enc, W_dec, b_dec, plan)
+            return _SparseTopKStep._forward(ctx, t, x, y, W_enc, b_enc, W_dec, b_dec, W_skip, plan)
 
     @staticmethod
-    def _forward(ctx, t, x, W_enc, b_enc, W_dec, b_dec, plan: StepPlan):
+    def _forward(ctx, t, x, y, W_enc, b_enc, W_dec, b_dec, W_skip, plan: StepPlan):
+        """x: the encoder's input; y: the reconstruction target (x itself for an SAE)."""
         B = x.shape[0]
         sae_in = x - b_dec if plan.apply_b_dec_to_input else x
         n = inv_n = None
@@ -192,17 +199,20 @@ class _SparseTopKStep(torch.autograd.Function):
         v = sel.h.relu()                                      # feature_acts at the selected pairs
         u = v * inv_n[sel.cols] if plan.rescale else v        # what the decoder rows are weighted by
         sae_out = t.wide(_bag, sel.crow, sel.cols, W_dec, u).add_(b_dec)
-        diff = sae_out - x
+        if W_skip is not None:
+            t.wide(sae_out.addmm_, x, W_skip.T)
+        diff = sae_out - y
         mse = torch.dot(diff.view(-1), diff.view(-1)) / B
         aux_sel = a = ediff = None
         if plan.dead is not None:
             aux_sel = t.wide(select_dead, h, plan.dead, plan.k_aux)
             a = aux_sel.h * inv_n[aux_sel.cols] if plan.rescale else aux_sel.h
-            ediff = t.wide(_bag, aux_sel.crow, aux_sel.cols, W_dec, a).add_(diff)   # recons - (x - sae_out)
+            ediff = t.wide(_bag, aux_sel.crow, aux_sel.cols, W_dec, a).add_(diff)   # recons - (y - sae_out)
             aux = plan.aux_scale * torch.dot(ediff.view(-1), ediff.view(-1)) / B
         else:
             aux = mse.new_zeros(())
-        ctx.save_for_backward(sae_in, W_enc, W_dec, h, diff, v, u, n, inv_n, a, ediff)
+        ctx.save_for_backward(sae_in, W_enc, W_dec, h, diff, v, u, n, inv_n, a, ediff, W_skip,
+                              x if W_skip is not None else None)
         ctx.sels, ctx.plan = (sel, aux_sel), plan
         ctx.set_materialize_grads(False)
         return sae_out, v, h, mse, aux
@@ -214,7 +224,7 @@ class _SparseTopKStep(torch.autograd.Function):
 
     @staticmethod
     def _backward(ctx, t, g_out, g_v, g_h, g_mse, g_aux):
-        sae_in, W_enc, W_dec, h, diff, v, u, n, inv_n, a, ediff = ctx.saved_tensors
+        sae_in, W_enc, W_dec, h, diff, v, u, n, inv_n, a, ediff, W_skip, x = ctx.saved_tensors
         (sel, aux_sel), plan = ctx.sels, ctx.plan
         B, D = h.shape
         d_mse = diff * (2 * g_mse / B) if g_mse is not None else torch.zeros_like(diff)
@@ -267,13 +277,18 @@ class _SparseTopKStep(torch.autograd.Function):
         grad_b_dec = d_out.sum(0)
         if plan.apply_b_dec_to_input:                                    # sae_in = x - b_dec: sum_b of dL/dsae_in
             grad_b_dec -= W_enc @ grad_b_enc
+        grad_W_skip = t.wide(torch.mm, d_out.T, x) if W_skip is not None and ctx.needs_input_grad[6] else None
         grad_x = None
-        if ctx.needs_input_grad[0]:
+        if ctx.needs_input_grad[0]:   # through the encoder and the skip path (AuxK's residual is detached)
             W_enc_t = W_enc.T.contiguous()
-            grad_x = sum(t.wide(_bag, p[0].crow, p[0].cols, W_enc_t, p[1]) for p in parts) - d_mse
+            grad_x = sum(t.wide(_bag, p[0].crow, p[0].cols, W_enc_t, p[1]) for p in parts)
             if d_pre_dense is not None:
                 grad_x += t.wide(torch.mm, d_pre_dense, W_enc.T)
-        return grad_x, grad_W_enc_t.T.contiguous(), grad_b_enc, grad_W_dec, grad_b_dec, None
+            if W_skip is not None:
+                grad_x += t.wide(torch.mm, d_out, W_skip)
+        grad_y = -d_mse if ctx.needs_input_grad[1] else None   # for an SAE autograd adds it to x's
+        return (grad_x, grad_y, grad_W_enc_t.T.contiguous(), grad_b_enc, grad_W_dec, grad_b_dec, grad_W_skip,
+                None)
 
 
 class SparseTopKStepMixin:
@@ -290,16 +305,18 @@ class SparseTopKStepMixin:
         return select_topk(h, self.cfg.k)
 
     def training_forward_pass(self, step_input: TrainStepInput) -> TrainStepOutput:
-        x = step_input.sae_in.to(self.dtype)
+        y = step_input.sae_in.to(self.dtype)
+        x = encoder_input(self, y)
         if not self._sparse_step_applies(x):
             return super().training_forward_pass(step_input)
         plan = StepPlan(self._select, bool(self.cfg.rescale_acts_by_decoder_norm), bool(self.cfg.apply_b_dec_to_input))
         dead = step_input.dead_neuron_mask
         if dead is not None and (num_dead := int(dead.sum())) > 0:   # SAELens's calculate_topk_aux_loss
-            k_aux = x.shape[-1] // 2
+            k_aux = y.shape[-1] // 2
             plan.dead, plan.k_aux = dead.nonzero().squeeze(1), min(k_aux, num_dead)
             plan.aux_scale = self.cfg.aux_loss_coefficient * min(num_dead / k_aux, 1.0)
-        sae_out, v, h, mse, aux = _SparseTopKStep.apply(x, self.W_enc, self.b_enc, self.W_dec, self.b_dec, plan)
+        sae_out, v, h, mse, aux = _SparseTopKStep.apply(x, y, self.W_enc, self.b_enc, self.W_dec, self.b_dec,
+                                                        getattr(self, "W_skip", None), plan)
         return SparseTrainStepOutput(
             selection=plan.sel, values=v, shape=h.shape, sae_in=step_input.sae_in, sae_out=sae_out, hidden_pre=h,
             loss=mse + aux, losses={"mse_loss": mse, "auxiliary_reconstruction_loss": aux})

@@ -159,9 +159,10 @@ def build_training_sae(spec: Mapping | SAESpec, d_in: int, hook: str | None = No
     cfg.metadata.hook_name = hook
     flags = [flag for flag in ("sparse_decode", "fused") if getattr(spec, flag)]
     fast = next((FAST_STEPS[(arch, f)] for f in flags if (arch, f) in FAST_STEPS), None)
-    if sites(spec).transcodes:   # the fast steps measure the error against their input: SAELens's step here
+    if sites(spec).transcodes:   # the fast steps encode the input half and measure the error against the target too
         cfg.metadata.hook_name_out = spec.target_hook
-        sae = transcoder.transcoding(sae_cls)(cfg)
+        use_fast = fast is not None and not getattr(cfg, "use_sparse_activations", False)
+        sae = transcoder.transcoding(fast if use_fast else sae_cls)(cfg)
         sae.init_transcoder(spec.skip)
         return sae
     if fast is not None and not getattr(cfg, "use_sparse_activations", False):

@@ -5,6 +5,9 @@ Training: any SAELens training SAE becomes a transcoder by `transcoding(cls)`. I
 [x | y] (input hook beside target hook, interp.sae.sites); the SAE encodes x and SAELens's own
 `training_forward_pass` measures every loss against y, so the MSE, TopK's AuxK on the residual
 y - ŷ, JumpReLU's and BatchTopK's terms are SAELens's, computed for the transcoder's target.
+The fast steps (sae.sparse_decode for topk/batchtopk, sae.fused for standard) are mixed in the
+same way, `transcoding(fast class)`: they read x through `encoder_input` and do the same maths
+(skip path and its gradient included) in their own autograd function.
 
 Saving: as SAELens's inference transcoders, so `sae_lens.SAE.load_from_disk` returns them:
 standard → `transcoder`, jumprelu and batchtopk → `jumprelu_transcoder`, with `skip_` variants.
@@ -57,6 +60,14 @@ class TranscodingMixin:
         if getattr(self, "W_skip", None) is not None and self._input is not None:
             out = out + self._input @ self.W_skip.T
         return out
+
+
+def encoder_input(sae, sae_in: torch.Tensor) -> torch.Tensor:
+    """What `sae`'s encoder reads in a training step given `sae_in`: a transcoder's input half (set by
+    TranscodingMixin for the step, `sae_in` then being its target), else `sae_in` itself. For the fast
+    steps (interp.sae.fused_topk, fused_standard), which take both."""
+    x = getattr(sae, "_input", None)
+    return sae_in if x is None else x.to(sae.dtype).contiguous()   # a view of [x | y]; the sparse step gathers its rows
 
 
 @cache
