@@ -56,10 +56,6 @@ def hook_widths(model, batch: dict, where: str | Sites) -> tuple[int, ...]:
     return tuple(rows(a, small, hook).shape[-1] for hook, a in acts.items())
 
 
-def hook_width(model, batch: dict, hook: str) -> int:
-    return hook_widths(model, batch, hook)[0]
-
-
 def execution_order(model, batch: dict, hooks: Iterable[str]) -> list[str]:
     """`hooks` in the order a forward pass reaches them (one example)."""
     seen: list[str] = []

@@ -111,16 +111,14 @@ def check_against_model(sae: SAE, model, hook: str) -> None:
 def hook_width(model, hook: str, flatten_heads: bool = False) -> int:
     """Width of one position's activation at `hook` (one token through the layers up to it).
     flatten_heads: [.., n_heads, d_head] counts as n_heads * d_head (SAELens's hook_z reshaping)."""
-    from interp.sae.harvest import stop_layer
+    from interp.sae.harvest import run_to
 
-    kwargs = {"stop_at_layer": s} if (s := stop_layer(model, hook)) is not None else {}
-    device = next(model.parameters()).device
-    _, cache = model.run_with_cache(torch.zeros(1, 1, dtype=torch.long, device=device), names_filter=hook, **kwargs)
-    shape = cache[hook].shape[2:]
+    acts = run_to(model, torch.zeros(1, 1, dtype=torch.long), hook)[hook]
+    shape = acts.shape[2:]
     if len(shape) == 2 and flatten_heads:
         return shape[0] * shape[1]
     if len(shape) != 1:
-        raise ConfigError(f"{hook} gives activations of shape {list(cache[hook].shape)}, not one vector per "
+        raise ConfigError(f"{hook} gives activations of shape {list(acts.shape)}, not one vector per "
                           "token. Fix: an SAE on a [batch, pos, d] hook (or a hook_z SAE, which SAELens reshapes).")
     return int(shape[0])
 
