@@ -55,6 +55,19 @@ def target_of(run_dir: str | Path, config: dict, step: int) -> Target | None:
     return Target(run_dir, config, step, offline=bool(spec.get("offline", True)), identity=identity)
 
 
+def comparison_target(runs: list, root: Path, name: str = "feature_layers") -> Target | None:
+    """The W&B target of a comparison of several runs (feature_layers): a run in the first compared run's
+    project and group, at `root`, its config the compared runs; None when the first did not log to W&B."""
+    from dataclasses import replace
+
+    first = target_of(runs[0].run_dir, runs[0].config, 0)
+    if first is None:
+        return None
+    label = first.identity["group"] or Path(root).name
+    return replace(first, run_dir=Path(root), config={"runs": [str(run.run_dir) for run in runs]},
+                   identity=first.identity | {"id": "", "name": f"{label}/{name}"})
+
+
 def log_analyses(target: Target, analysed: list[Analysed]) -> Path | None:
     """One W&B run holding what `analysed` wrote and returned; returns its local folder."""
     if not analysed:

@@ -24,19 +24,18 @@ def test_feature_layers_logs_one_run_for_the_compared_saes(tmp_path):
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from omegaconf import OmegaConf
 
     from interp.analyze_wandb import Analysed, log_analyses
-    from interp.analyzing import compared_target
+    from interp.analyze_wandb import comparison_target
 
     logger = {"wandb": {"_target_": "pytorch_lightning.loggers.WandbLogger", "project": "p", "offline": True,
                         "name": "sae-run", "group": None, "tags": ["t"]}}
     runs = [SimpleNamespace(run_dir=tmp_path / "sweep" / str(i), config={"logger": logger}) for i in range(2)]
-    cfg = OmegaConf.create({"run": str(tmp_path / "sweep"), "wandb": True})
-    target = compared_target(cfg, runs, tmp_path / "sweep")
+    target = comparison_target(runs, tmp_path / "sweep")
     assert target.run_dir == tmp_path / "sweep" and target.config == {"runs": [str(r.run_dir) for r in runs]}
     assert target.identity["name"] == "sweep/feature_layers" and target.identity["project"] == "p"
-    assert compared_target(OmegaConf.create({"run": "x", "wandb": False}), runs, tmp_path) is None
+    unlogged = [SimpleNamespace(run_dir=tmp_path / "csv", config={"logger": {"csv": {}}})]
+    assert comparison_target(unlogged, tmp_path) is None
 
     out = tmp_path / "sweep" / "figures" / "feature_layers"
     out.mkdir(parents=True)

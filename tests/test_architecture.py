@@ -21,7 +21,7 @@ LAYERS = [
     ["interp.tasks", "interp.analyses", "interp.sae", "interp.features"],
     ["interp.callbacks", "interp.registry"],
     ["interp.runs"],
-    ["interp.training", "interp.analyzing", "interp.analyze_wandb", "interp.resume", "interp.cli", "interp.sweep", "interp.reproduce",
+    ["interp.training", "interp.analyzing", "interp.targets", "interp.analyze_wandb", "interp.resume", "interp.cli", "interp.sweep", "interp.reproduce",
      "interp.compare", "interp.explorer"],
 ]
 # Within a layer, packages that must not import each other at all.

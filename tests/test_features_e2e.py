@@ -10,9 +10,9 @@ from conftest import REPO
 from omegaconf import OmegaConf
 
 from interp.analyses import highlight
-from interp.analyzing import compared_saes, subject_of
 from interp.errors import ConfigError
 from interp.runs import load_run
+from interp.targets import compared_runs, subject_of
 
 pytestmark = pytest.mark.slow
 
@@ -58,11 +58,14 @@ def test_feature_layers_on_a_sweep_directory(tiny_sae_sweep, train_env):
     proc = analyze(train_env, f"run={sweep}", "analysis=feature_layers", "k=3")
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = sweep / "figures" / "feature_layers"
-    results = json.loads((out / "results.json").read_text())
-    assert results["saes"] == ["blocks.0.hook_resid_pre", "blocks.0.hook_resid_post"]   # ordered by depth
-    for job, hook in zip(tiny_sae_sweep["jobs"], results["saes"]):
+    summary = json.loads((out / "summary.json").read_text())
+    results = json.loads((out / "results.json").read_text())   # the runner's: flat, per SAE
+    assert summary["saes"] == ["blocks.0.hook_resid_pre", "blocks.0.hook_resid_post"]   # ordered by depth
+    for job, hook in zip(tiny_sae_sweep["jobs"], summary["saes"]):
         metrics = json.loads((job / "metrics.json").read_text())   # the callback studied the same SAE
-        assert results["scores"]["math"][hook] == metrics["analysis/features/specialist_score/math"]
+        assert summary["scores"]["math"][hook] == metrics["analysis/features/specialist_score/math"]
+        assert results[f"specialist_score/math/{hook}"] == summary["scores"]["math"][hook]
+        assert results[f"specialists_found/{hook}"] == metrics["analysis/features/specialists_found"]
     assert {p.name for p in out.iterdir()} >= {"specialist_scores.png", "strongest.png", "most_frequent.png",
                                                 "specialists_found.png", "feature_layers.html", "summary.md"}
     assert "| math |" in proc.stdout
@@ -73,11 +76,11 @@ def test_feature_layers_bad_input(tiny_sae_sweep, tmp_path):
     (empty / "0").mkdir(parents=True)
     cfg = OmegaConf.create({"run": str(empty), "which": "last", "device": "cpu"})
     with pytest.raises(ConfigError, match="holds no SAE runs.*Fix:"):
-        compared_saes(cfg)
+        compared_runs(cfg)
     cfg.run = str(tiny_sae_sweep["base"])
     with pytest.raises(ConfigError, match="is not an SAE run"):
-        compared_saes(cfg)
+        compared_runs(cfg)
     cfg.run = [str(job) for job in tiny_sae_sweep["jobs"]]     # a list of runs works like the sweep
-    runs, root = compared_saes(cfg)
+    runs, root = compared_runs(cfg)
     assert [r.sae.cfg.metadata.hook_name for r in runs] == ["blocks.0.hook_resid_pre", "blocks.0.hook_resid_post"]
     assert root == tiny_sae_sweep["sweep"].resolve()

@@ -83,7 +83,7 @@ def test_feature_layers_compares_pretrained_saes_on_gpt2_by_path(sae_run, gpt2_d
     proc = analyze(train_env, "model=gpt2", f"model.local_dir={gpt2_dir}", *DATA, "sae=pretrained",
                    f"sae.path=[{deeper / 'sae'},{sae_run / 'sae'}]", "analysis=feature_layers", "k=5", f"out_dir={out}")
     assert proc.returncode == 0, proc.stderr[-2000:]
-    results = json.loads((out / "figures/feature_layers/results.json").read_text())
+    results = json.loads((out / "figures/feature_layers/summary.json").read_text())
     assert results["saes"] == ["blocks.0.hook_resid_post", "blocks.1.hook_resid_post"]
     assert set(results["scores"]) == {"python", "web", "math", "non_english", "social", "formal", "conversational"}
     assert "| math |" in proc.stdout and (out / "figures/feature_layers/specialist_scores.png").stat().st_size > 0

@@ -1,10 +1,10 @@
 """Seed S1's comparison of SAEs across layers: the `features` study on each SAE, then the category x SAE
 specialist-score heatmap, the strongest activations, the most frequent feature's coverage and the
-specialists found per SAE (PNG + one offline HTML page), summary.md, and every number in results.json.
+specialists found per SAE (PNG + one offline HTML page), summary.md, and every number in summary.json.
 
-analyze.py gives it several SAEs: a sweep directory (`run=multirun/<date>/<time>_<name>`), a list of
-runs (`run=[a,b]`) or pretrained ids (`sae=pretrained sae.id=[...]`); `compare` does the work. Given one
-SAE run it compares that one alone.
+analyze.py gives it several SAEs as `Subject.compared` (interp.targets.compared_runs: a sweep
+directory `run=multirun/<date>/<time>_<name>`, a list of runs `run=[a,b]`, or pretrained ids
+`sae=pretrained sae.id=[...]`); a training callback gives it its one SAE, compared alone.
 """
 
 from __future__ import annotations
@@ -16,7 +16,9 @@ from interp.features import layers
 from interp.features.extract import hook_of
 from interp.features.probes import load_probes
 from interp.features.study import study
-from interp.run_dir import RESULTS_FILE, write_json
+from interp.run_dir import write_json
+
+SUMMARY_FILE = "summary.json"   # every number of the comparison (results.json: the runner's flat metrics)
 
 
 def labels_for(saes: list) -> list[str]:
@@ -27,7 +29,8 @@ def labels_for(saes: list) -> list[str]:
 
 def compare(subjects: list, out_dir, *, probes: str = "builtin", k: int = 10, min_score: int = 1,
             max_tokens: int = 64, per_category: int = 50) -> dict:
-    """subjects: interp.subject.Subject with an SAE each (any order: sorted by depth here)."""
+    """subjects: interp.subject.Subject with an SAE each (any order: sorted by depth here). Writes the
+    figures, summary.md and summary.json (every number) into out_dir; returns that summary."""
     subjects = sorted(subjects, key=lambda s: layers.layer_of(hook_of(s.sae)))
     studies = {}
     for label, subject in zip(labels_for([s.sae for s in subjects]), subjects):
@@ -37,17 +40,27 @@ def compare(subjects: list, out_dir, *, probes: str = "builtin", k: int = 10, mi
                                min_score=min_score, max_tokens=max_tokens)
     summary = layers.summary(studies)
     layers.write(summary, out_dir)
-    write_json(Path(out_dir) / RESULTS_FILE, summary)   # analyze.py's results.json: every number
+    write_json(Path(out_dir) / SUMMARY_FILE, summary)
     return summary
 
 
-def run(model, datamodule, out_dir, *, sae, probes: str = "builtin", k: int = 10, min_score: int = 1,
-        max_tokens: int = 64, per_category: int = 50) -> dict[str, float]:
+def metrics(summary: dict) -> dict[str, float]:
+    """The summary's headline numbers, flat: per SAE label when there are several, bare for one."""
+    labels = summary["saes"]
+    def key(name: str, label: str) -> str:
+        return name if len(labels) == 1 else f"{name}/{label}"
+    return {**{key("specialists_found", lab): summary["specialists_found"][lab] for lab in labels},
+            **{key(f"specialist_score/{c}", lab): summary["scores"][c][lab] for c in summary["categories"]
+               for lab in labels if summary["scores"][c][lab] is not None}}
+
+
+def run(model, datamodule, out_dir, *, sae=None, compared: tuple = (), probes: str = "builtin", k: int = 10,
+        min_score: int = 1, max_tokens: int = 64, per_category: int = 50) -> dict[str, float]:
+    from interp.errors import NotApplicable
     from interp.subject import Subject
 
-    # One SAE (e.g. from a training callback): the runner then replaces results.json with these metrics.
-    s = compare([Subject(model, datamodule, sae)], out_dir, probes=probes, k=k, min_score=min_score,
-                max_tokens=max_tokens, per_category=per_category)
-    label = s["saes"][0]
-    return {"specialists_found": s["specialists_found"][label],
-            **{f"specialist_score/{c}": s["scores"][c][label] for c in s["categories"]}}
+    subjects = list(compared) or ([Subject(model, datamodule, sae)] if sae is not None else [])
+    if not subjects:
+        raise NotApplicable("feature_layers compares SAEs; this run has none (analyze.py run=<sweep dir or [runs]>)")
+    return metrics(compare(subjects, out_dir, probes=probes, k=k, min_score=min_score, max_tokens=max_tokens,
+                           per_category=per_category))

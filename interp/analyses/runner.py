@@ -83,8 +83,8 @@ def run_analysis(name: str, subject: Subject, out_dir: str | Path, options: dict
     try:
         params = inspect.signature(ANALYSES[name]).parameters
         for field in subject_fields(name):
-            if getattr(subject, field) is not None:
-                kwargs[field] = getattr(subject, field)
+            if (value := getattr(subject, field)) is not None and value != ():   # `compared=()`: none
+                kwargs[field] = value
             elif params[field].default is inspect.Parameter.empty:   # `sae=None`: optional
                 raise NotApplicable(f"{name} needs a run with {field}; this one has none")
         results = ANALYSES[name](subject.model, subject.datamodule, out_dir, **kwargs)

@@ -132,7 +132,7 @@ def pca_basis(loaded: Loaded, hooks: list[str]) -> None:
     """Fit each stage's PCA on validation activations once per run (as analyses.hidden_pca does)."""
     from interp.analyses.common.activations import val_activations
     from interp.analyses.hidden_pca import pca
-    from interp.analyzing import subject_of
+    from interp.targets import subject_of
 
     if loaded.bases is not None:
         return
@@ -270,7 +270,7 @@ def probe_view(loaded: Loaded, x: torch.Tensor) -> dict:
     """Seed S4's feature probe (analyses.feature_probe) for one row; the features' ground-truth labels
     are scored once per run on its test rows."""
     from interp.analyses import alignment, feature_probe
-    from interp.analyzing import subject_of
+    from interp.targets import subject_of
 
     sae, model = loaded.run.sae, loaded.run.model
     if sae is None:

@@ -20,6 +20,7 @@ import warnings
 from pathlib import Path
 
 import torch
+from omegaconf import DictConfig, OmegaConf
 from sae_lens import SAE
 
 from interp import hub
@@ -74,6 +75,17 @@ def from_config(spec: dict, model=None, device: str = "cpu") -> tuple[SAE, dict]
     """load_pretrained_sae from the `sae=pretrained` config group (conf/sae/pretrained.yaml)."""
     return load_pretrained_sae(spec.get("release"), spec.get("id"), spec.get("path"), model=model,
                                hook=spec.get("hook"), device=device, dtype=spec.get("dtype") or "float32")
+
+
+def for_analysis(spec, model, device: str = "cpu", **override) -> SAE:
+    """The SAE an analysis of `model` asks for with `sae=pretrained` (release + id, or path; `override`
+    replacing some of them), checked against the model; any other `sae=` is a training spec."""
+    spec = OmegaConf.to_container(spec, resolve=True) if isinstance(spec, DictConfig) else dict(spec)
+    if spec.get("architecture") != "pretrained":
+        raise ConfigError(f"analyze.py loads SAEs, it does not train them: sae={spec.get('architecture')} is a "
+                          "training spec. Fix: sae=pretrained with sae.release=<release> sae.id=<id> or "
+                          "sae.path=<folder>, or run=<an SAE run>.")
+    return from_config(spec | override, model=model, device=device)[0]
 
 
 def check_against_model(sae: SAE, model, hook: str) -> None:

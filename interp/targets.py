@@ -1,0 +1,115 @@
+"""What `analyze.py` looks at, from its config: one run (`run=`), a pretrained model (`model=gpt2
+data=...`), optionally with a pretrained SAE (`sae=pretrained`), or several SAEs to compare (a sweep
+directory, a list of runs, or pretrained ids); each with the folder its figures go to.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+from pathlib import Path
+
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from interp.errors import ConfigError
+from interp.sae import GROUP as SAE_GROUP
+from interp.sae.pretrained import for_analysis
+
+
+def subject_of(run, compared: tuple = ()):
+    """The model, data (the splits the model saw, set up for validation) and SAE of a loaded run."""
+    from interp.data import build_datamodule
+    from interp.subject import Subject
+
+    seed = run.data_seed if run.data_seed is not None else run.config["seed"]
+    dm = build_datamodule(run.config["data"], seed=seed)
+    dm.setup("validate")
+    return Subject(run.model, dm, run.sae, compared)
+
+
+def pretrained_run(cfg: DictConfig):
+    """(LoadedRun-like run, figures root) for `model=<pretrained> data=<dataset>` without a run directory."""
+    from interp.models import is_pretrained
+    from interp.tasks.kind import pretrained_base
+
+    if cfg.get("model") is None:
+        raise ConfigError("nothing to analyse. Fix: run=<run dir> (outputs/..., multirun/...), or a pretrained "
+                          "model: model=gpt2 data=<dataset> (e.g. data=code data.vocab_size=50257).")
+    if not is_pretrained(cfg.model):
+        raise ConfigError(f"model={cfg.model.arch} is trained here, not loaded: its weights live in a run. "
+                          "Fix: run=<run dir of that model>, or model=gpt2.")
+    if cfg.get("data") is None:
+        raise ConfigError("a pretrained model needs data for its analyses (validation examples, the tokenizer). "
+                          "Fix: add data=code data.vocab_size=50257 (or another dataset).")
+    run = pretrained_base(cfg.model, OmegaConf.to_container(cfg.data, resolve=True), cfg.seed, cfg.device)
+    name = cfg.model.get("name", cfg.model.arch)
+    root = Path(cfg.out_dir) if cfg.get("out_dir") else Path("outputs") / "pretrained" / name
+    if cfg.get(SAE_GROUP) is not None:
+        label = cfg.sae.get("path") or f"{cfg.sae.get('release')}/{cfg.sae.get('id')}"
+        root = root if cfg.get("out_dir") else root / str(label).strip("/").replace("/", "__")
+    return run, root
+
+
+def analysed_run(cfg: DictConfig):
+    """(run, figures root): `run=<dir>` loaded, or a pretrained model; `sae=pretrained` in place of its SAE."""
+    from interp.runs.load import load_run
+
+    if cfg.get("run"):
+        if cfg.get("model") is not None:
+            raise ConfigError("both run= and model= are given. Fix: pass one: a run directory, or a pretrained model.")
+        run, root = load_run(cfg.run, which=cfg.which, device=cfg.device), Path(cfg.run)
+    else:
+        run, root = pretrained_run(cfg)
+    if cfg.get(SAE_GROUP) is not None:   # a pretrained SAE in place of (or in addition to) the run's
+        run.sae = for_analysis(cfg.sae, run.model, cfg.device)
+    return run, root
+
+
+def sae_run_dirs(path: str) -> list[Path]:
+    """`path` itself if it is a run, else every SAE run under it (a sweep directory)."""
+    from interp.run_dir import CONFIG_FILE
+
+    root = Path(path)
+    if (root / CONFIG_FILE).is_file() or not root.is_dir():
+        return [root]   # load_run reports what is wrong with it
+    runs = sorted({c.parent.parent for c in root.rglob("sae/cfg.json") if (c.parent.parent / CONFIG_FILE).is_file()})
+    if not runs:
+        raise ConfigError(f"{path} holds no SAE runs (no <job>/sae/cfg.json with a config.yaml beside it). Fix: "
+                          "run=<a sweep of SAE runs, e.g. multirun/<date>/<time>_lm_mix_saes>, run=[<SAE run>,...], "
+                          "or train them: python train.py -m experiment=lm_mix_saes.")
+    return runs
+
+
+def compared_runs(cfg: DictConfig) -> tuple[list, Path]:
+    """(runs, one per SAE, figures root) for an analysis that compares SAEs (feature_layers)."""
+    from interp.runs.load import load_run
+
+    if cfg.get("run"):
+        if cfg.get(SAE_GROUP) is not None:
+            raise ConfigError("feature_layers takes SAEs from run= or from sae=pretrained, not both. Fix: drop one.")
+        given = [str(r) for r in cfg.run] if isinstance(cfg.run, ListConfig) else [str(cfg.run)]
+        runs = [load_run(d, which=cfg.which, device=cfg.device) for g in given for d in sae_run_dirs(g)]
+        for run in runs:
+            if run.sae is None:
+                raise ConfigError(f"{run.run_dir} is not an SAE run (task={run.config['task']['name']}). Fix: pass "
+                                  "SAE runs (task=sae), or add sae=pretrained to compare pretrained SAEs.")
+        common = Path(os.path.commonpath([str(Path(g).resolve()) for g in given]))
+        root = Path(cfg.out_dir) if cfg.get("out_dir") else Path(given[0]) if len(given) == 1 else common
+        return runs, root
+    base, root = pretrained_run(cfg)
+    if cfg.get(SAE_GROUP) is None:
+        raise ConfigError("feature_layers compares SAEs. Fix: run=<sweep dir or [runs]>, or sae=pretrained "
+                          "sae.release=<release> sae.id=[<id>,<id>,...].")
+    key = "path" if cfg.sae.get("path") is not None else "id"
+    values = list(cfg.sae[key]) if isinstance(cfg.sae[key], ListConfig) else [cfg.sae[key]]
+    runs = [replace(base, sae=for_analysis(cfg.sae, base.model, cfg.device, **{key: value})) for value in values]
+    if not cfg.get("out_dir") and len(values) > 1:   # pretrained_run named the folder after the list
+        root = Path("outputs") / "pretrained" / cfg.model.get("name", cfg.model.arch) / str(
+            cfg.sae.get("release") or "saes").replace("/", "__")
+    return runs, root
+
+
+def compared_subject(runs: list):
+    """One Subject for an analysis comparing SAEs: the first run's model and data, every run as `compared`."""
+    subjects = tuple(subject_of(run) for run in runs)
+    return replace(subjects[0], sae=None, compared=subjects)
