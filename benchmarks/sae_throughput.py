@@ -39,7 +39,14 @@ SAELens's own trainer has no TopK transcoder. Goal: >= 1.2x sparsify.
 MatryoshkaBatchTopKTrainingSAE in our task (its dense step: there is no sparse
 one) against SAELens's trainer; its FLOPs are counted as the standard step's.
 
-There is no quality-at-equal-budget mode: only throughput is measured.
+Quality at the same budget: after each timed run, the trained dictionary's FVU (of the target: the
+input for an SAE, y for a transcoder) on a held-out batch is measured (not timed) and printed beside
+its speed. Every trainer runs Adam at the same constant learning rate (3e-4) from the same weights on
+the same batches, so equal FVUs mean the faster step does the same training; sparsify's own default
+(a 1000-step linear warm-up to 2e-4 / sqrt(d_sae / 2^14)) would barely leave warm-up in a benchmark.
+Use more `--steps` (e.g. 200) for FVUs that have moved away from the initial weights'. For SAEs (not
+transcoders) sparsify's trainer sets the decoder rows to unit norm before its first step, while ours and
+SAELens's start (and stay free) at SAELens's initial norm 0.1: their FVUs differ for that reason too.
 
 Like train.py, the process allocates large tensors in huge pages
 (interp/hugepages.py); every trainer runs under it. `THP_MEM_ALLOC_ENABLE=0`
@@ -101,7 +108,21 @@ def spec_for(args, arch: str, fast_paths: bool, skip: bool | None = None) -> dic
     return spec
 
 
-def ours(args, spec: dict, init: dict, batches) -> float:
+def fvu(predict, rows: torch.Tensor, d_in: int, transcode: bool) -> float:
+    """Fraction of the target's variance left unexplained on held-out `rows` ([x | y] for a transcoder)."""
+    x, y = (rows[:, :d_in], rows[:, d_in:]) if transcode else (rows, rows)
+    with torch.no_grad():
+        return float((y - predict(x)).pow(2).sum() / (y - y.mean(0)).pow(2).sum())
+
+
+def our_predict(sae):
+    """A training SAE of ours (or SAELens's) as x -> its reconstruction of the target (skip path included)."""
+    from interp.sae.sites import reconstruct
+
+    return lambda x: reconstruct(sae, x, sae.encode(x))
+
+
+def ours(args, spec: dict, init: dict, batches) -> tuple[float, object]:
     config = {"sae": spec, "optim": dict(name="Adam", lr=3e-4, betas=[0.9, 0.999], weight_decay=0.0, warmup_steps=0,
                                           schedule="constant", min_lr_ratio=1.0), "data": {}}
     task = SAETask(config, args.d_in)
@@ -113,10 +134,10 @@ def ours(args, spec: dict, init: dict, batches) -> float:
                              gradient_clip_val=1.0, limit_val_batches=0, num_sanity_val_steps=0,
                              log_every_n_steps=50, default_root_dir=run_dir)
         trainer.fit(task, train_dataloaders=torch.utils.data.DataLoader(batches, batch_size=None))
-    return timer.seconds
+    return timer.seconds, our_predict(task.sae.eval())
 
 
-def saelens(args, spec: dict, init: dict, batches) -> float:
+def saelens(args, spec: dict, init: dict, batches) -> tuple[float, object]:
     from sae_lens.config import LoggingConfig, SAETrainerConfig
     from sae_lens.training.sae_trainer import SAETrainer
 
@@ -130,20 +151,20 @@ def saelens(args, spec: dict, init: dict, batches) -> float:
     import io
     with contextlib.redirect_stderr(io.StringIO()):   # its tqdm bar
         trainer.fit()
-    return clock() - start
+    return clock() - start, our_predict(sae.eval())
 
 
-def ours_dense(args, spec: dict, init: dict, batches) -> float:
+def ours_dense(args, spec: dict, init: dict, batches) -> tuple[float, object]:
     """Our task with SAELens's own step (the fast paths off)."""
     return ours(args, {**spec, "sparse_decode": False, "fused": False}, init, batches)
 
 
-def sparsify(args, spec: dict, init: dict, batches) -> float | None:
+def sparsify(args, spec: dict, init: dict, batches) -> tuple[float, object] | None:
     """sparsify's SparseCoder with its trainer's per-step work (trainer.py, fvu loss, adam); None if absent.
     A transcoder spec: transcode=True (skip_connection as spec's skip), rows [x | y]."""
     try:
         from sparsify import SparseCoder, SparseCoderConfig
-        from transformers import get_linear_schedule_with_warmup
+        from transformers import get_constant_schedule
     except ImportError as e:
         print(f"  sparsify skipped: {e}. Fix: pip install \"interp[bench]\"")
         return None
@@ -158,8 +179,8 @@ def sparsify(args, spec: dict, init: dict, batches) -> float | None:
         sae.b_dec.copy_(init["b_dec"])
         if sae.W_skip is not None:
             sae.W_skip.copy_(init["W_skip"])
-    adam = torch.optim.Adam(sae.parameters(), lr=2e-4 / (d_sae / 2**14) ** 0.5)   # its default lr and schedule
-    schedule = get_linear_schedule_with_warmup(adam, 1000, len(batches))
+    adam = torch.optim.Adam(sae.parameters(), lr=3e-4)   # as every trainer here (see the module's docstring)
+    schedule = get_constant_schedule(adam)
     since_fired = torch.zeros(d_sae, dtype=torch.long)
     did_fire = torch.zeros(d_sae, dtype=torch.bool)
     auxk_alpha, dead_threshold = 0.0, 10_000_000     # its TrainConfig defaults
@@ -183,7 +204,8 @@ def sparsify(args, spec: dict, init: dict, batches) -> float | None:
             since_fired += x.shape[0]
             since_fired[did_fire] = 0
             did_fire.zero_()
-    return clock() - start
+    seconds = clock() - start
+    return seconds, lambda x: sae(x).sae_out   # the skip path is in sae_out
 
 
 class Timer(pl.Callback):
@@ -256,7 +278,7 @@ def main():
         clock = time.process_time
     torch.manual_seed(0)
     make_batches = synthetic_transcoder_rows if args.transcode else synthetic_activations
-    batches = make_batches(args.steps, args.batch, args.d_in)
+    *batches, held_out = make_batches(args.steps + 1, args.batch, args.d_in)   # the last: quality only
     print(f"d_in {args.d_in}, batch {args.batch}, {args.steps} steps, {torch.get_num_threads()} threads, "
           f"{args.clock} clock, "
           f"THP_MEM_ALLOC_ENABLE={os.environ['THP_MEM_ALLOC_ENABLE']}, load average {os.getloadavg()[0]:.1f}")
@@ -266,26 +288,29 @@ def main():
         d_sae = args.d_in * expansion
         for arch, spec, peers, flops in cases(args, d_sae):
             init = build_training_sae(spec, args.d_in, "bench").state_dict()
-            rates = {name: [] for name in peers}
+            rates, fvus = {name: [] for name in peers}, {name: [] for name in peers}
             fractions, peaks = [], []
             for r in range(args.repeats):
                 peaks.append(matmul_peak(args))   # just before the runs: the same machine speed
                 names = list(peers)[r % len(peers):] + list(peers)[:r % len(peers)]   # rotate the order
                 for name in names:
-                    seconds = peers[name](args, spec, init, batches)
-                    if seconds is None:
-                        del peers[name], rates[name]
+                    trained = peers[name](args, spec, init, batches)
+                    if trained is None:
+                        del peers[name], rates[name], fvus[name]
                         continue
-                    rates[name].append(rows / seconds)
+                    rates[name].append(rows / trained[0])
+                    fvus[name].append(fvu(trained[1], held_out, args.d_in, transcode=args.transcode))
                 fractions.append(flops * rates["ours"][-1] / peaks[-1])
                 print(f"  {arch} d_sae {d_sae} repeat {r} (order {', '.join(names)}): " + ", ".join(
-                    f"{name} {v[-1]:,.0f}" for name, v in rates.items()) + f" rows/s; ours {fractions[-1]:.2f} of "
+                    f"{name} {v[-1]:,.0f} (FVU {fvus[name][-1]:.4f})" for name, v in rates.items())
+                    + f" rows/s; ours {fractions[-1]:.2f} of "
                     f"the {peaks[-1] / 1e9:.1f} GFLOP/s matmul peak measured just before")
             med = {name: statistics.median(v) for name, v in rates.items()}
             ratios = {name: [a / b for a, b in zip(rates["ours"], v)] for name, v in rates.items() if name != "ours"}
             ratios = "; ".join(f"ours / {name}: median {statistics.median(r):.2f} (per repeat "
                                f"{', '.join(f'{x:.2f}' for x in r)})" for name, r in ratios.items())
-            print(f"{arch} d_sae {d_sae}: median rows/s " + ", ".join(f"{n} {m:,.0f}" for n, m in med.items())
+            print(f"{arch} d_sae {d_sae}: median rows/s " + ", ".join(
+                f"{n} {m:,.0f} (held-out FVU {statistics.median(fvus[n]):.4f})" for n, m in med.items())
                   + f"; {ratios}; fraction of matmul peak: median {statistics.median(fractions):.2f} (per repeat "
                   f"{', '.join(f'{f:.2f}' for f in fractions)}), against the best peak of all repeats "
                   f"({max(peaks) / 1e9:.1f} GFLOP/s) {flops * med['ours'] / max(peaks):.2f}")

@@ -221,7 +221,8 @@ def test_the_benchmark_runs_sparsify_steps_from_our_initial_weights():
     args = bench_args()
     spec = bench.spec_for(args, "topk", fast_paths=True)
     init = build_training_sae(spec, D_IN, "bench").state_dict()
-    assert bench.sparsify(args, spec, init, bench.synthetic_activations(2, args.batch, D_IN)) > 0
+    seconds, _ = bench.sparsify(args, spec, init, bench.synthetic_activations(2, args.batch, D_IN))
+    assert seconds > 0
 
 
 @pytest.mark.parametrize("skip", [False, True])
@@ -234,4 +235,31 @@ def test_the_benchmark_runs_sparsify_transcoder_steps_from_our_initial_weights(s
     assert ("W_skip" in init) == skip
     rows = bench.synthetic_transcoder_rows(2, args.batch, D_IN)
     assert rows[0].shape == (args.batch, 2 * D_IN)
-    assert bench.sparsify(args, spec, init, rows) > 0
+    seconds, _ = bench.sparsify(args, spec, init, rows)
+    assert seconds > 0
+
+
+@pytest.mark.parametrize("skip", [None, False, True])
+def test_the_benchmark_measures_quality_the_same_way_for_ours_and_sparsify(skip):
+    """Its held-out FVU: the same weights give the same FVU through our SAE and sparsify's SparseCoder
+    (SAE, transcoder, skip transcoder; a nonzero b_dec and W_skip so every term counts), and training
+    lowers it."""
+    pytest.importorskip("sparsify")
+    bench = load_benchmark()
+    args = bench_args()
+    spec = bench.spec_for(args, "topk", fast_paths=True, skip=skip)
+    init = build_training_sae(spec, D_IN, "bench").state_dict()
+    g = torch.Generator().manual_seed(1)
+    init["b_dec"] = 0.1 * torch.randn(init["b_dec"].shape, generator=g)
+    if skip:
+        init["W_skip"] = 0.1 * torch.randn(init["W_skip"].shape, generator=g)
+    transcode = skip is not None
+    make = bench.synthetic_transcoder_rows if transcode else bench.synthetic_activations
+    *batches, held_out = make(21, args.batch, D_IN)
+    sae = build_training_sae(spec, D_IN, "bench")
+    sae.load_state_dict(init)
+    ours = bench.fvu(bench.our_predict(sae.eval()), held_out, D_IN, transcode)
+    _, untrained = bench.sparsify(args, spec, init, [])
+    assert bench.fvu(untrained, held_out, D_IN, transcode) == pytest.approx(ours, rel=1e-5)
+    _, trained = bench.sparsify(args, spec, init, batches)
+    assert bench.fvu(trained, held_out, D_IN, transcode) < ours
