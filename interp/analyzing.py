@@ -17,7 +17,7 @@ from interp.sae import GROUP as SAE_GROUP  # the package init only: no torch at 
 
 # Keys of conf/analyze.yaml that are not analysis options.
 ENTRY_KEYS = ("run", "analysis", "which", "device", "hydra", "prompt_file", "paths", "model", "data", SAE_GROUP,
-              "out_dir", "seed", "wandb")
+              "out_dir", "seed", "wandb", "dictionary")
 # Free-text options: always strings, `\n` typed on the command line becomes a newline.
 TEXT_OPTIONS = ("prompt", "answer", "wrong", "clean", "corrupted")
 HOOKS = "hooks"   # not an analysis: lists the model's hook names and shapes
@@ -89,7 +89,7 @@ def analyze(cfg: DictConfig) -> dict[str, dict]:
     from interp.config_schema import check_config
 
     check_config(cfg)   # before any loading (and the imports below, seconds): which=, device=, data.* ...
-    from interp.analyses.runner import check_name, run_analysis, split_options
+    from interp.analyses.runner import check_name, run_analysis, split_options, subject_fields
     from interp.analyze_wandb import Analysed, comparison_target, target_of
     from interp.run_dir import FIGURES_DIR
     from interp.targets import analysed_run, compared_runs, compared_subject, subject_of
@@ -107,6 +107,9 @@ def analyze(cfg: DictConfig) -> dict[str, dict]:
         wandb_target = comparison_target(runs, root) if cfg.get("wandb", True) and cfg.get("run") else None
     else:
         (run, root), subject = analysed_run(cfg), None
+        if run.saes and run.sae is None and (need := [n for n in names if "sae" in subject_fields(n)]):
+            raise ConfigError(f"{cfg.run} trains {len(run.saes)} dictionaries; {need[0]} looks at one. Fix: add "
+                              f"dictionary=<one of {', '.join(run.saes)}>, or compare them all: analysis={COMPARE}.")
         wandb_target = target_of(cfg.run, run.config, run.global_step) if cfg.get("wandb", True) and cfg.get("run") \
             else None
     done, analysed = {}, []
@@ -116,6 +119,9 @@ def analyze(cfg: DictConfig) -> dict[str, dict]:
             continue
         subject = subject or subject_of(run)
         out_dir, started = root / FIGURES_DIR / name, time.time() - 1   # file times may be rounded down
+        if run.saes and run.sae is not None and not subject.compared and "sae" in subject_fields(name):
+            # one dictionary of several: its own folder
+            out_dir = out_dir / next(label for label, sae in run.saes.items() if sae is run.sae)
         if (results := run_analysis(name, subject, out_dir, options[name])) is None:
             continue
         done[name] = results

@@ -150,6 +150,7 @@ class LoadedRun:
     checkpoint: Path
     global_step: int
     sae: object | None = None    # SAE runs: the trained sae_lens.SAE (from <run>/sae/)
+    saes: dict | None = None     # runs of several dictionaries: {label: sae_lens.SAE} (from <run>/saes/<label>/)
     data_seed: int | None = None  # the seed of the data splits the model saw (None: config["seed"])
 
     @property

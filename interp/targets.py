@@ -62,7 +62,23 @@ def analysed_run(cfg: DictConfig):
         run, root = pretrained_run(cfg)
     if cfg.get(SAE_GROUP) is not None:   # a pretrained SAE in place of (or in addition to) the run's
         run.sae = for_analysis(cfg.sae, run.model, cfg.device)
+    elif cfg.get("dictionary") is not None or run.saes:
+        run.sae = chosen_dictionary(run, cfg.get("dictionary"))
     return run, root
+
+
+def chosen_dictionary(run, name: str | None):
+    """The dictionary `dictionary=<label>` picks from a run of several (the only one when it has one)."""
+    saes = run.saes or {}
+    if name is None:
+        return next(iter(saes.values())) if len(saes) == 1 else None
+    if not saes:
+        raise ConfigError(f"dictionary={name} picks one of a run's several dictionaries, but {run.run_dir} trains "
+                          "one (or none). Fix: drop dictionary=.")
+    if str(name) not in saes:
+        raise ConfigError(f"dictionary={name} is not one of this run's dictionaries: {', '.join(saes)}. "
+                          "Fix: dictionary=<one of them>.")
+    return saes[str(name)]
 
 
 def sae_run_dirs(path: str) -> list[Path]:
@@ -89,6 +105,7 @@ def compared_runs(cfg: DictConfig) -> tuple[list, Path]:
             raise ConfigError("feature_layers takes SAEs from run= or from sae=pretrained, not both. Fix: drop one.")
         given = [str(r) for r in cfg.run] if isinstance(cfg.run, ListConfig) else [str(cfg.run)]
         runs = [load_run(d, which=cfg.which, device=cfg.device) for g in given for d in sae_run_dirs(g)]
+        runs = [replace(run, sae=sae) for run in runs for sae in (run.saes or {None: run.sae}).values()]
         for run in runs:
             if run.sae is None:
                 raise ConfigError(f"{run.run_dir} is not an SAE run (task={run.config['task']['name']}). Fix: pass "

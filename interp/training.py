@@ -180,6 +180,7 @@ def _train(cfg: DictConfig, state: dict) -> dict:
         if isinstance(getattr(cb, "results", None), dict):  # analyses that ran at the end of training
             metrics.update(cb.results)
     metrics["trainer/global_step"] = trainer.global_step
+    metrics.update(task.outcome())
     metrics.update(derived_metrics(cfg, metrics))
     optimized_value(cfg, metrics)   # a misnamed objective fails this job, not the sweeper later
     final = {f"final/{k}": v for k, v in metrics.items()}

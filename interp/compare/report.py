@@ -13,7 +13,16 @@ from collections import Counter
 from pathlib import Path
 
 from interp.compare.figures import pareto_plots, plot_against_param, plot_curves
-from interp.compare.runs import DONE, UNKNOWN_TASK, by_task, differing, find_runs, label, read_run
+from interp.compare.runs import (
+    DONE,
+    UNKNOWN_TASK,
+    by_task,
+    dictionary_curves,
+    differing,
+    find_runs,
+    label,
+    read_runs,
+)
 from interp.compare.table import DEFAULT_METRICS, Table, metric_columns
 from interp.errors import ConfigError
 
@@ -68,7 +77,7 @@ def compare(paths: list[str | Path], out: str | Path | None = None, metrics=DEFA
     from interp.runs.history import curves
 
     paths = [Path(p) for p in paths]
-    runs = [read_run(p) for p in find_runs(paths)]
+    runs = [r for p in find_runs(paths) for r in read_runs(p)]
     _unique_names(runs)
     skipped = _skipped([r for r in runs if r.task == UNKNOWN_TASK])   # no config to place them by
     groups = by_task([r for r in runs if r.task != UNKNOWN_TASK])
@@ -93,7 +102,7 @@ def compare(paths: list[str | Path], out: str | Path | None = None, metrics=DEFA
         table = Table(group, keys, metric_cols)
         files = table.write(task_dir, f"{_title(out)}: task={task}", left_out)
         labels = _unique({r.name: label(r, keys) for r in group})
-        run_curves = {labels[r.name]: curves(r.path) for r in group}
+        run_curves = {labels[r.name]: dictionary_curves(curves(r.path), r) for r in group}
         if path := plot_curves(run_curves, task_dir / "curves.png", f"task={task}: training curves"):
             files["curves"] = path
         done = [r for r in group if r.status == DONE]

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
+from dataclasses import replace as dataclass_replace
 from pathlib import Path
 
 import yaml
@@ -51,6 +52,8 @@ class Run:
     metrics: dict = field(default_factory=dict)
     note: str = ""                 # why it is incomplete: no or unreadable metrics.json, half-written config
     partial: bool = False          # params not from a whole config.yaml: a missing key is unknown, not absent
+    dictionary: str = ""           # one dictionary of a run of several (its metrics are that one's) ...
+    siblings: tuple = ()           # ... and every dictionary of that run
 
 
 def is_run_dir(path: Path) -> bool:
@@ -123,6 +126,52 @@ def _config(path: Path) -> tuple[dict, dict, list, str]:
     if not isinstance(config, dict):
         return {}, choices, list(overrides), f"{problem}; no readable .hydra/config.yaml"
     return config, choices, list(overrides), problem
+
+
+def read_runs(path: Path) -> list[Run]:
+    """The run at `path`; a run of several dictionaries (interp.sae.dictionaries) as one Run per dictionary."""
+    run = read_run(path)
+    runs = per_dictionary(run, _config(path)[0].get("dictionaries") or [])
+    if len(runs) > 1 and run.status == DONE:   # a dictionary that stopped on a NaN loss is a failed job
+        try:
+            failed = read_metrics(path).get("failed_dictionaries") or {}
+        except (OSError, ValueError):
+            failed = {}
+        for r in runs:
+            if r.dictionary in failed:
+                r.status, r.error, r.error_type = FAILED, str(failed[r.dictionary]), "TrainingDiverged"
+    return runs
+
+
+def per_dictionary(run: Run, dictionaries: list[dict]) -> list[Run]:
+    """One Run per dictionary: its `<metric>/<label>` keys as `<metric>`, the run-wide keys kept, its hooks
+    as parameters; named `<run>/<label>`."""
+    if not dictionaries:
+        return [run]
+    labels = [str(d["label"]) for d in dictionaries]
+    shared = {k: v for k, v in run.metrics.items() if not any(k.endswith(f"/{lab}") for lab in labels)}
+    params = {k: v for k, v in run.params.items() if k not in ("dictionaries", "sae.hook", "sae.target_hook")}
+    return [dataclass_replace(run, name=f"{run.name}/{d['label']}", dictionary=str(d["label"]), siblings=tuple(labels),
+                              params={**params, "dictionary": d["label"], "sae.hook": d["hook"],
+                                      "sae.target_hook": d["target_hook"], "sae.d_sae": d["d_sae"]},
+                              metrics=_own_metrics(shared, run.metrics, str(d["label"])))
+            for d in dictionaries]
+
+
+def _own_metrics(shared: dict, metrics: dict, label: str) -> dict:
+    own = {k[:-len(label) - 1]: v for k, v in metrics.items() if k.endswith(f"/{label}")}
+    if "val/mse" in own:   # a one-dictionary run's val/loss is its MSE; the run's own is the mean of all
+        own["val/loss"] = own["val/mse"]
+    return {**shared, **own}
+
+
+def dictionary_curves(found: dict, run: Run) -> dict:
+    """A run's logged curves as its dictionary's: `<metric>/<label>` as `<metric>`, the others' left out."""
+    if not run.dictionary:
+        return found
+    own = {k[:-len(run.dictionary) - 1]: v for k, v in found.items() if k.endswith(f"/{run.dictionary}")}
+    shared = {k: v for k, v in found.items() if not any(k.endswith(f"/{lab}") for lab in run.siblings)}
+    return {**shared, **own}
 
 
 def read_run(path: Path) -> Run:

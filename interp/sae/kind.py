@@ -91,15 +91,20 @@ class SAETaskKind(TaskKind):
 
     def _build(self, cfg: DictConfig, meta: dict, base: LoadedRun, data, base_sha: str, record: dict):
         from interp.data import build_datamodule
+        from interp.sae.dictionaries import Layout, check_budget, is_many, label, memory_bytes, split
         from interp.sae.source import ActivationDataModule
+        from interp.sae.spec import d_sae_of
         from interp.sae.task import SAETask
 
-        spec, _ = parse_spec(cfg.sae)
+        spec, saelens = parse_spec(cfg.sae)
         where = f"base run {record['run']}" if "run" in record else "the pretrained model"
         where = f"{where} ({base.config['model']['arch']})"
-        check_hook(base.model, spec.hook, "sae.hook", where)
-        if sites(spec).transcodes:
-            check_hook(base.model, spec.target_hook, "sae.target_hook", where)
+        many = is_many(spec)
+        specs = split(spec, list(base.model.hook_dict)) if many else [spec]
+        for s in specs:
+            check_hook(base.model, s.hook, "sae.hook", where)
+            if sites(s).transcodes:
+                check_hook(base.model, s.target_hook, "sae.target_hook", where)
         seed = record["seed"]           # the base run's data splits, not new ones
         base_dm = build_datamodule(data, seed=seed)
         base_dm.setup("fit")
@@ -107,21 +112,36 @@ class SAETaskKind(TaskKind):
             cfg.model = base.config["model"]
             cfg.data = data
             cfg.base = record
+        layout = Layout.of([sites(s) for s in specs]) if many else sites(spec)
         cache_fields = {"base_checkpoint_sha256": base_sha, "hook": spec.hook, "seed": seed,
                         "data": OmegaConf.to_container(data, resolve=True),
                         "n_tokens": int(spec.harvest_tokens), "dtype": spec.cache.dtype}
-        if sites(spec).transcodes:   # an SAE's cache key stays as it was
+        if many:   # one cache of every hook side by side
+            cache_fields["hook"] = list(layout.hooks)
+        elif sites(spec).transcodes:   # an SAE's cache key stays as it was
             cache_fields["target_hook"] = spec.target_hook
-        dm = ActivationDataModule(base.model, base_dm, spec, cache_fields, seed=cfg.seed)
-        d_in = dm.d_in
-        if spec.d_in not in (None, d_in):
-            raise ConfigError(f"sae.d_in={spec.d_in} but {spec.hook} of the base model has width {d_in}. "
-                              "Fix: drop sae.d_in (it is read from the hook) or choose a hook of that width.")
-        if sites(spec).transcodes:
-            check_transcoder_sites(base.model, base_dm, spec, dm.widths)
+        dm = ActivationDataModule(base.model, base_dm, spec, cache_fields, seed=cfg.seed, where=layout)
+        widths = dict(zip(layout.hooks, dm.widths))
+        layout = Layout(tuple(widths), tuple(widths.values())) if many else layout
+        dictionaries, needs = [], {}
+        for s in specs:
+            d_in = widths[s.hook]
+            if s.d_in not in (None, d_in):
+                raise ConfigError(f"sae.d_in={s.d_in} but {s.hook} of the base model has width {d_in}. "
+                                  "Fix: drop sae.d_in (it is read from the hook) or choose a hook of that width.")
+            if sites(s).transcodes:
+                check_transcoder_sites(base.model, base_dm, s, (d_in, widths[s.target_hook]))
+            dictionaries.append((s, saelens, d_in, layout.columns(sites(s)) if many else slice(None)))
+            needs[label(sites(s))] = memory_bytes(d_in, d_sae_of(s, d_in), widths[sites(s).target], s.skip,
+                                                  s.batch_size)
+        print(check_budget(needs, spec.memory_budget_gb), flush=True)
         with open_dict(cfg):
-            cfg.sae.d_in = d_in
-        return cfg, dm, SAETask(run_config(cfg, meta), d_in, base.model)
+            cfg.sae.d_in = dictionaries[0][2] if not many else None
+            if many:
+                cfg.dictionaries = [{"label": label(sites(s)), "hook": s.hook, "target_hook": sites(s).target,
+                                     "d_in": d_in, "d_sae": d_sae_of(s, d_in)} for s, _, d_in, _ in dictionaries]
+        return cfg, dm, SAETask(run_config(cfg, meta), dictionaries[0][2], base.model,
+                                dictionaries if many else None)
 
     def load(self, run_dir, config, raw, ckpt, device):
         """The SAE (SAELens format, from <run>/sae/) and the frozen base model it was trained on."""
@@ -129,11 +149,14 @@ class SAETaskKind(TaskKind):
 
         from sae_lens import SAE
 
+        from interp.sae.dictionaries import FOLDER
         from interp.sae.task import SAE_DIR
 
         base = config["base"]
-        if not (run_dir / SAE_DIR / "cfg.json").is_file():
-            raise RunDirError(f"{run_dir} is an SAE run without {run_dir / SAE_DIR}: training did not finish. "
+        saved = run_dir / FOLDER if config.get("dictionaries") else run_dir / SAE_DIR / "cfg.json"
+        if not saved.exists():
+            raise RunDirError(f"{run_dir} is an SAE run without {saved.parent if saved.name == 'cfg.json' else saved}: "
+                              "training did not finish. "
                               "Fix: resume it with ckpt_path=<run>/checkpoints/last.ckpt.")
         if "pretrained" in base:
             base_run = pretrained_base(config["model"], config["data"], base["seed"], device)
@@ -143,9 +166,15 @@ class SAETaskKind(TaskKind):
                 and file_sha256(base_run.checkpoint) != base["checkpoint_sha256"]:
             logging.getLogger(__name__).warning(
                 "the base checkpoint %s changed since this SAE was trained (sha256 differs)", base_run.checkpoint)
-        sae = SAE.load_from_disk(str(run_dir / SAE_DIR), device=device)
+        saes = None
+        if config.get("dictionaries"):   # a run of several: <run>/saes/<label>/ each (a failed one has none)
+            saes = {d["label"]: SAE.load_from_disk(str(folder), device=device) for d in config["dictionaries"]
+                    if ((folder := run_dir / FOLDER / d["label"]) / "cfg.json").is_file()}
+            sae = None
+        else:
+            sae = SAE.load_from_disk(str(run_dir / SAE_DIR), device=device)
         return LoadedRun(run_dir, config, base_run.model, base_run.tokenizer, ckpt, int(raw.get("global_step", 0)),
-                         sae, data_seed=base["seed"])
+                         sae, saes=saes, data_seed=base["seed"])
 
 
 def check_transcoder_sites(model, base_dm, spec, widths: tuple[int, int]) -> None:

@@ -54,9 +54,9 @@ class Sites:
         return f"{self.hook} -> {self.target}" if self.transcodes else self.hook
 
 
-def as_sites(where: str | Sites) -> Sites:
-    """A hook name is an SAE's one site."""
-    return where if isinstance(where, Sites) else Sites(where, where)
+def as_sites(where):
+    """A hook name is an SAE's one site; Sites (or the Layout of several dictionaries) pass through."""
+    return Sites(where, where) if isinstance(where, str) else where
 
 
 def sites_of(sae) -> Sites:

@@ -1,7 +1,8 @@
 """Training and validation data of an SAE run.
 
 Training batches are activation rows [batch_size, d_in] ([batch_size, d_in + d_out] for a transcoder:
-its input beside its target, interp.sae.sites):
+its input beside its target, interp.sae.sites; every hook of a run of several dictionaries side by side,
+interp.sae.dictionaries):
 - `source=cache`: harvested once into the shared on-disk cache (see cache.py),
   then read block by block (`buffer_tokens` rows in memory), blocks in random
   order and rows shuffled within a block, epoch after epoch.
@@ -107,9 +108,11 @@ class FirstBatches:
 
 
 class ActivationDataModule(pl.LightningDataModule):
-    def __init__(self, base_model, base_dm, spec: SAESpec, cache_fields: dict, seed: int):
+    def __init__(self, base_model, base_dm, spec: SAESpec, cache_fields: dict, seed: int, where=None):
+        """`where`: the hooks harvested (a Sites, or the Layout of several dictionaries); default: the spec's."""
         super().__init__()
-        self.base_model, self.base_dm, self.spec, self.sites = base_model, base_dm, spec, sites(spec)
+        self.base_model, self.base_dm, self.spec = base_model, base_dm, spec
+        self.sites = where if where is not None else sites(spec)
         self.cache_fields, self.seed = cache_fields, seed
         self.cache = None       # CacheHandle once set up (source=cache)
         self.tokenizer = getattr(base_dm, "tokenizer", None)

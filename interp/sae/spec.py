@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Any, Optional
 
 from sae_lens import TrainingSAE
 
@@ -44,11 +44,13 @@ class SAESpec:
 
     architecture: str = "standard"
     """standard | topk | batchtopk | jumprelu | gated | matryoshka, or any SAELens training architecture (set by sae=<arch>)."""
-    hook: Optional[str] = None
-    """The base model's hook point to decompose (`python analyze.py run=<base> hooks` lists them)."""
-    target_hook: Optional[str] = None
+    hook: Optional[Any] = None
+    """The base model's hook point to decompose (`python analyze.py run=<base> hooks` lists them); a list or a
+    wildcard (blocks.*.hook_resid_post) trains one dictionary per hook from one pass (interp.sae.dictionaries)."""
+    target_hook: Optional[Any] = None
     """What the dictionary reconstructs: null or sae.hook for an SAE; another hook makes it a transcoder
-    (sae.hook=blocks.L.ln2.hook_normalized sae.target_hook=blocks.L.hook_mlp_out: the MLP's input and output)."""
+    (sae.hook=blocks.L.ln2.hook_normalized sae.target_hook=blocks.L.hook_mlp_out: the MLP's input and output);
+    a list or wildcard pairs with sae.hook's, in the model's order."""
     skip: bool = False
     """Transcoders: add a linear skip path W_skip x (a skip transcoder, Paulo et al. 2025)."""
     layer: Optional[int] = None
@@ -79,6 +81,8 @@ class SAESpec:
     """Base-model validation batches per evaluation."""
     norm_estimate_batches: int = 100
     """Training batches over which estimated normalisation statistics are computed."""
+    memory_budget_gb: Optional[float] = None
+    """Stop before training when the dictionaries' weights, gradients, Adam state and a batch need more (GiB)."""
     sparse_decode: bool = False
     """topk, batchtopk: decode and encoder backward touch only the selected features (interp.sae.fused_topk);
     same maths, faster."""

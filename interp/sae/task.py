@@ -1,12 +1,17 @@
-"""The SAE LightningModule: a SAELens training SAE on a frozen base model's activations.
+"""The SAE LightningModule: SAELens training SAEs on a frozen base model's activations.
 
-Training batches are activation rows [B, d_in] (from the cache or the stream
-buffer). Each step calls the SAE's own `training_forward_pass` with SAELens's
-coefficient warm-up and dead-feature mask, so every architecture trains
-exactly as under SAELens's `SAETrainer`; Lightning adds the loop, devices,
-checkpoints and loggers. Validation runs the base model on its own validation
-data, so downstream metrics (CE or task MSE with the SAE spliced in) come for
-free from the same batches.
+Training batches are activation rows (from the cache or the stream buffer): one hook's [B, d_in], a
+transcoder's input beside its target, or, for a run of several dictionaries (interp.sae.dictionaries),
+every hook they need side by side. Each dictionary (interp.sae.dictionary) steps on its own columns
+with SAELens's own `training_forward_pass`, coefficient warm-up and dead-feature mask, so every
+architecture trains exactly as under SAELens's `SAETrainer`; Lightning adds the loop, devices,
+checkpoints and loggers. One Adam holds every dictionary's parameters: its update is per parameter, so
+it is the same as one optimiser per dictionary, and gradients are clipped per dictionary. A dictionary
+whose loss becomes NaN/inf stops training alone (recorded); the run fails only when all have.
+Validation runs the base model on its own validation data, so downstream metrics (CE or task MSE with
+the dictionary spliced in) come for free from the same batches.
+
+Metric keys: `val/mse` etc. for a one-dictionary run; `val/mse/<label>` per dictionary otherwise.
 """
 
 from __future__ import annotations
@@ -14,56 +19,82 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from sae_lens.saes.sae import TrainStepInput
+from torch import nn
 
 from interp.data.batch import is_lm_batch, model_inputs, padding_mask, scored
+from interp.errors import TrainingDiverged
 from interp.files import atomic_dir
 from interp.models.hooks import to_device
 from interp.sae import harvest, normalize
+from interp.sae.dictionaries import FOLDER
+from interp.sae.dictionary import Dictionary
 from interp.sae.figures import save_density_histogram
-from interp.sae.metrics import (
-    EvalAccumulator,
-    FiringTracker,
-    coefficient,
-    lm_downstream,
-    log10_density,
-)
+from interp.sae.metrics import EvalAccumulator, lm_downstream, log10_density
 from interp.sae.sites import Sites, as_sites, reconstruct
-from interp.sae.spec import build_training_sae, inference_sae, parse_spec, sites
+from interp.sae.spec import parse_spec
 from interp.subject import Subject
 from interp.tasks.base import ConfiguredTask
 
-SAE_DIR = "sae"   # <run>/sae/: the trained SAE in SAELens format
+SAE_DIR = "sae"   # <run>/sae/: the trained SAE in SAELens format (a run of several: <run>/saes/<label>/)
 
 
 class SAETask(ConfiguredTask):
     diverged_fix = "lower optim.lr, or check the base activations for inf/NaN (python analyze.py run=<base run> hooks)."
 
-    def __init__(self, config: dict, d_in: int, base_model=None):
+    def __init__(self, config: dict, d_in: int, base_model=None, dictionaries: list[tuple] | None = None):
+        """`dictionaries`: (spec, SAELens kwargs, d_in, columns) of each; default: the one `config["sae"]` names,
+        reading all of a row's columns (width `d_in`)."""
         super().__init__(config)
-        self.spec, saelens_kwargs = parse_spec(config["sae"])
-        self.hook, self.sites = self.spec.hook, sites(self.spec)
-        self.sae = build_training_sae(self.spec, d_in, self.hook, saelens_kwargs)
-        self.tracker = FiringTracker(self.sae.cfg.d_sae, self.spec.dead_feature_window)
-        self.scaler = normalize.ActivationScaler()   # sae.normalize_activations statistics (normalize.py)
-        self.coefficients = {name: (c.value, c.warm_up_steps) if hasattr(c, "value") else (float(c), 0)
-                             for name, c in self.sae.get_coefficients().items()}
+        if dictionaries is None:
+            spec, saelens = parse_spec(config["sae"])
+            dictionaries = [(spec, saelens, d_in, slice(None))]
+        self.dictionaries = nn.ModuleList(Dictionary(*d, seed=config.get("seed")) for d in dictionaries)
         # Frozen and not a submodule: not in parameters() (the optimiser), nor in checkpoints.
         object.__setattr__(self, "base_model", base_model)
-        self.eval_density: torch.Tensor | None = None
+        self.eval_density: dict[str, torch.Tensor] = {}
 
+    # --- one dictionary's names, for a run of one ---------------------------------------------
+    @property
+    def single(self) -> bool:
+        return len(self.dictionaries) == 1
+
+    @property
+    def sae(self):
+        """The run's one SAE (training form); a run of several has no single one."""
+        if not self.single:
+            raise AttributeError("this SAE run trains several dictionaries: use task.dictionaries")
+        return self.dictionaries[0].sae
+
+    def key(self, name: str, d: Dictionary) -> str:
+        return name if self.single else f"{name}/{d.label}"
+
+    def live(self) -> list[Dictionary]:
+        return [d for d in self.dictionaries if d.failed is None]
+
+    # --- set-up and checkpoints ---------------------------------------------------------------
     def on_fit_start(self) -> None:
         self._place_base()
-        kind = self.sae.cfg.normalize_activations
-        if kind in normalize.ESTIMATED and not normalize.estimated(self.scaler):   # kept on resume
-            self.scaler = normalize.estimate(kind, self.sae.cfg.d_in, self.trainer.datamodule.norm_batches(),
-                                             self.spec.norm_estimate_batches)
+        for d in self.dictionaries:
+            kind = d.sae.cfg.normalize_activations
+            if kind in normalize.ESTIMATED and not normalize.estimated(d.scaler):   # kept on resume
+                batches = (b[:, d.columns] for b in self.trainer.datamodule.norm_batches())
+                d.scaler = normalize.estimate(kind, d.sae.cfg.d_in, batches, d.spec.norm_estimate_batches)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        checkpoint["activation_scaler"] = normalize.state(self.scaler)
+        checkpoint["activation_scalers"] = [normalize.state(d.scaler) for d in self.dictionaries]
+        checkpoint["failed_dictionaries"] = {d.label: d.failed for d in self.dictionaries if d.failed}
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
-        self.scaler = normalize.from_state(checkpoint.get("activation_scaler", {}))
+        states = checkpoint.get("activation_scalers") or [checkpoint.get("activation_scaler", {})]
+        for d, saved in zip(self.dictionaries, states):
+            d.scaler = normalize.from_state(saved)
+        for d in self.dictionaries:
+            if why := checkpoint.get("failed_dictionaries", {}).get(d.label):
+                d.fail(why)
+        state = checkpoint.get("state_dict", {})
+        if any(k.startswith(("sae.", "tracker.")) for k in state):   # a checkpoint from before several dictionaries
+            checkpoint["state_dict"] = {(f"dictionaries.0.{k}" if k.startswith(("sae.", "tracker.")) else k): v
+                                        for k, v in state.items()}
 
     def on_validation_start(self) -> None:
         self._place_base()
@@ -73,116 +104,136 @@ class SAETask(ConfiguredTask):
             to_device(self.base_model.requires_grad_(False).eval(), self.device)
 
     # --- training ---------------------------------------------------------------------------
-    def current_coefficients(self) -> dict[str, float]:
-        return {name: coefficient(value, warm, self.global_step) for name, (value, warm) in self.coefficients.items()}
-
     def training_step(self, batch: torch.Tensor, batch_idx: int):
-        batch = self.scaler.scale(batch)   # identity unless normalize_activations is estimated
-        coeffs = self.current_coefficients()
-        out = self.sae.training_forward_pass(TrainStepInput(
-            sae_in=batch, coefficients=coeffs, dead_neuron_mask=self.tracker.dead_mask(),
-            n_training_steps=self.global_step, is_logging_step=False))
-        self.check_finite(out.loss, "SAE loss")
-        if getattr(out, "active_features", None) is not None:   # sparse TopK step: no pass over [B, d_sae]
-            self.tracker.update_active(out.active_features, out.active_values, batch.shape[0])
-        else:
-            self.tracker.update(out.feature_acts)
-        if self.global_step % self.trainer.log_every_n_steps == 0:   # the metrics cost passes over the batch
-            self._log_train(out, coeffs)
-        window = self.spec.feature_sampling_window
-        if (self.global_step + 1) % window == 0:
-            self.log("sparsity/mean_log10_feature_density", log10_density(self.tracker.density()).mean())
-            self.tracker.reset_window()
-        return out.loss
+        losses, logging = [], self.global_step % self.trainer.log_every_n_steps == 0
+        for d in self.live():
+            out = d.step(batch, self.global_step)
+            if not torch.isfinite(out.loss):
+                self._fail(d, out.loss)
+                continue
+            losses.append(out.loss)
+            if logging:   # the metrics cost passes over the batch
+                self.log_dict({self.key(k, d): v for k, v in d.train_metrics(out, self.global_step).items()})
+            window = d.spec.feature_sampling_window
+            if (self.global_step + 1) % window == 0:
+                self.log(self.key("sparsity/mean_log10_feature_density", d), log10_density(d.tracker.density()).mean())
+                d.tracker.reset_window()
+        return torch.stack(losses).sum()
 
-    @torch.no_grad()
-    def _log_train(self, out, coeffs: dict[str, float]) -> None:
-        x = out.sae_in.float()
-        per_token = (out.sae_out.float() - x).pow(2).sum(-1)
-        ev = 1 - per_token.mean() / (x - x.mean(0)).pow(2).sum(-1).mean()
-        logs = {"train/loss": out.loss, "train/mse": per_token.mean(), "train/explained_variance": ev,
-                "train/l0": self._l0(out),
-                "train/dead_features": self.tracker.dead_mask().sum().float()}
-        logs.update({f"train/{k}": v for k, v in out.losses.items()})
-        logs.update({f"train/{k}_coefficient": v for k, v in coeffs.items()})
-        if self.scaler.scaling_factor is not None:
-            logs["train/norm_scaling_factor"] = self.scaler.scaling_factor
-        self.log_dict(logs, prog_bar=False)
+    def _fail(self, d: Dictionary, loss: torch.Tensor) -> None:
+        why = f"SAE loss became {loss.item()} at step {self.global_step}"
+        if self.single:
+            self.check_finite(loss, "SAE loss")
+        d.fail(why)
+        print(f"dictionary {d.label} stopped: {why}; the other {len(self.live())} go on", flush=True)
+        if not self.live():
+            raise TrainingDiverged(f"every dictionary's loss became NaN/inf (last: {why}). Nothing after the last good "
+                                   f"checkpoint was saved. Fix: {self.diverged_fix}")
 
-    @staticmethod
-    def _l0(out) -> torch.Tensor:
-        if getattr(out, "active_values", None) is not None:
-            return (out.active_values != 0).sum() / out.sae_in.shape[0]
-        return out.feature_acts.bool().float().sum(-1).to_dense().mean()
+    def outcome(self) -> dict:
+        """metrics.json's `failed_dictionaries`: {label: why} of those that stopped (their metrics are from before)."""
+        failed = {d.label: d.failed for d in self.dictionaries if d.failed}
+        return {"failed_dictionaries": failed} if failed else {}
+
+    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
+        """Clip each dictionary's gradients on its own: a shared norm would couple their updates."""
+        if not gradient_clip_val:
+            return
+        for d in self.live():
+            params = [p for p in d.sae.parameters() if p.grad is not None]
+            if gradient_clip_algorithm == "value":
+                nn.utils.clip_grad_value_(params, gradient_clip_val)
+            else:
+                nn.utils.clip_grad_norm_(params, gradient_clip_val)
 
     def on_fit_end(self) -> None:
         if self.trainer.is_global_zero:
-            self.save_sae(Path(self.trainer.default_root_dir) / SAE_DIR)
+            root = Path(self.trainer.default_root_dir)
+            for d in self.live():
+                self.save_dictionary(d, root / SAE_DIR if self.single else root / FOLDER / d.label)
 
     def save_sae(self, path) -> None:
+        """The one SAE of a one-dictionary run into `path` (see save_dictionary)."""
+        self.save_dictionary(self.dictionaries[0], path)
+
+    def save_dictionary(self, d: Dictionary, path) -> None:
         """SAELens format (cfg.json + sae_weights.safetensors + sparsity.safetensors):
         `sae_lens.SAE.load_from_disk(path)` loads it."""
         from sae_lens.constants import SPARSITY_FILENAME
         from safetensors.torch import save_file
 
-        meta = self.sae.cfg.metadata
+        meta = d.sae.cfg.metadata
         base = self.config.get("base", {})
         meta.model_name = base.get("run") or base.get("pretrained", {}).get("name")
         if "pretrained" in base:   # how SAELens should load the model for this SAE's activations
             meta.model_from_pretrained_kwargs = dict(base["pretrained"].get("processing") or {})
         meta.context_size = self.config["data"].get("seq_len")
         meta.sae_lens_training_version = __import__("sae_lens").__version__
-        if int(self.tracker.n_samples) > 0:
-            meta.l0 = float(self.tracker.density().sum())
-            meta.num_dead_features = int(self.tracker.dead_mask().sum())
+        if int(d.tracker.n_samples) > 0:
+            meta.l0 = float(d.tracker.density().sum())
+            meta.num_dead_features = int(d.tracker.dead_mask().sum())
         # The saved form: normalisation statistics folded in (it takes raw activations), a transcoder as
         # SAELens's transcoder. Written as a whole folder renamed into place, so `path` is never half an SAE.
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
         with atomic_dir(path) as tmp:
-            self.saved_form().save_model(tmp)
-            save_file({"sparsity": log10_density(self.tracker.density()).cpu()}, str(tmp / SPARSITY_FILENAME))
+            d.saved_form().save_model(tmp)
+            save_file({"sparsity": log10_density(d.tracker.density()).cpu()}, str(tmp / SPARSITY_FILENAME))
 
     # --- evaluation -------------------------------------------------------------------------
     def subject(self) -> Subject:
-        """Analyses look at the saved SAE on the frozen base model and the base run's data."""
-        return Subject(self.base_model, self.trainer.datamodule.base_dm, self.saved_form())
+        """Analyses look at the saved SAE(s) on the frozen base model and the base run's data; a run of
+        several dictionaries is a comparison of them (`Subject.compared`, e.g. for feature_layers)."""
+        dm = self.trainer.datamodule.base_dm
+        if self.single:
+            return Subject(self.base_model, dm, self.dictionaries[0].saved_form())
+        return Subject(self.base_model, dm, None,
+                       tuple(Subject(self.base_model, dm, d.saved_form()) for d in self.live()))
 
     def saved_form(self):
-        """The SAE as `<run>/sae/` holds it, in memory: SAELens's inference form with the
-        normalisation statistics folded in, so it reads raw activations. Every metric and
-        analysis of the run uses this, not the training form."""
-        return normalize.fold(inference_sae(self.sae), self.scaler)
+        return self.dictionaries[0].saved_form()
 
     def on_validation_epoch_start(self) -> None:
-        self.acc = EvalAccumulator(self.sae.cfg.d_sae, self.spec.dense_threshold)
-        self.eval_sae = self.saved_form()
+        self.evaluated = [(d, EvalAccumulator(d.sae.cfg.d_sae, d.spec.dense_threshold), d.saved_form())
+                          for d in self.live()]
 
     @torch.no_grad()
     def validation_step(self, batch: dict, batch_idx: int) -> None:
-        evaluate_batch(self.eval_sae, self.base_model, self.sites, batch, self.acc)
+        hooks = list(dict.fromkeys(h for d, _, _ in self.evaluated for h in d.sites.hooks))
+        clean = self.base_model.run_with_cache(model_inputs(_on(batch, self.base_model)), names_filter=hooks)
+        for d, acc, sae in self.evaluated:
+            evaluate_batch(sae, self.base_model, d.sites, batch, acc, clean=clean)
 
     def on_validation_epoch_end(self) -> None:
-        results = self.acc.compute()
-        results["dead_features"] = int(self.tracker.dead_mask().sum())
-        self.eval_density = self.acc.density()
-        self.log_dict({f"val/{k}": float(v) for k, v in results.items()}, prog_bar=False)
-        self.log("val/loss", results["mse"], prog_bar=True)   # for ModelCheckpoint(monitor=val/loss)
+        mses = []
+        for d, acc, _ in self.evaluated:
+            results = acc.compute()
+            results["dead_features"] = int(d.tracker.dead_mask().sum())
+            self.eval_density[d.label] = acc.density()
+            self.log_dict({self.key(f"val/{k}", d): float(v) for k, v in results.items()}, prog_bar=False)
+            mses.append(results["mse"])
+        # for ModelCheckpoint(monitor=val/loss): the mean over the dictionaries still training
+        self.log("val/loss", sum(mses) / max(len(mses), 1), prog_bar=True)
         if not self.trainer.sanity_checking:
-            self._log_density_histogram()
+            for d, _, _ in self.evaluated:
+                self._log_density_histogram(d)
 
-    def _log_density_histogram(self) -> None:
+    def _log_density_histogram(self, d: Dictionary) -> None:
         """PNG in <run>/figures/sae/ (rewritten each evaluation) and a W&B histogram."""
         from pytorch_lightning.loggers import WandbLogger
 
+        density = self.eval_density[d.label]
+        name = "feature_density.png" if self.single else f"feature_density_{d.label}.png"
         if self.trainer.is_global_zero:
             save_density_histogram(
-                self.eval_density, Path(self.trainer.default_root_dir) / "figures" / "sae" / "feature_density.png",
-                f"{self.spec.architecture} {self.sites.kind} at {self.sites.describe()}, step {self.global_step}")
+                density, Path(self.trainer.default_root_dir) / "figures" / "sae" / name,
+                f"{d.spec.architecture} {d.sites.kind} at {d.sites.describe()}, step {self.global_step}")
         for logger in self.trainer.loggers:
             if isinstance(logger, WandbLogger):
                 import wandb
 
-                hist = wandb.Histogram(log10_density(self.eval_density).numpy())
-                logger.experiment.log({"val/log10_feature_density": hist, "trainer/global_step": self.global_step})
+                hist = wandb.Histogram(log10_density(density).numpy())
+                logger.experiment.log({self.key("val/log10_feature_density", d): hist,
+                                       "trainer/global_step": self.global_step})
 
     test_step = validation_step
     on_test_epoch_start = on_validation_epoch_start
@@ -191,18 +242,23 @@ class SAETask(ConfiguredTask):
         self.on_validation_epoch_end()
 
 
+def _on(batch: dict, model) -> dict:
+    device = next(model.parameters()).device
+    return {k: v.to(device) for k, v in batch.items()}
+
+
 @torch.no_grad()
-def evaluate_batch(sae, base_model, where: str | Sites, batch: dict, acc: EvalAccumulator) -> None:
+def evaluate_batch(sae, base_model, where: str | Sites, batch: dict, acc: EvalAccumulator, clean=None) -> None:
     """Add one base-data batch to `acc`: reconstruction metrics of the target and, with the
     dictionary's output spliced into the base model at the target hook (a transcoder in place of
-    its MLP), the downstream loss (CE for LMs, MSE for regression)."""
-    device = next(base_model.parameters()).device
-    batch = {k: v.to(device) for k, v in batch.items()}
+    its MLP), the downstream loss (CE for LMs, MSE for regression). `clean`: the base model's
+    (output, cache) of this batch with the dictionary's hooks, when already run (several dictionaries)."""
+    batch = _on(batch, base_model)
     inputs = model_inputs(batch)
     sites = as_sites(where)
     hook = sites.target
     # The clean run also gives the dictionary's input and target
-    clean, cache = base_model.run_with_cache(inputs, names_filter=list(sites.hooks))
+    clean, cache = clean or base_model.run_with_cache(inputs, names_filter=list(sites.hooks))
     acts = harvest.rows(cache[sites.hook], batch, sites.hook)
     feats = sae.encode(acts)
     recon = reconstruct(sae, acts, feats)

@@ -41,6 +41,10 @@ class ConfiguredTask(pl.LightningModule):
         """What analyses run at the end of training (or every N steps) look at."""
         raise NotImplementedError
 
+    def outcome(self) -> dict:
+        """What metrics.json should also say about how training went (e.g. parts that failed alone)."""
+        return {}
+
 
 class BaseTask(ConfiguredTask):
     """A task that trains the model described by config["model"]."""
