@@ -140,11 +140,11 @@ FIELDS: dict[str, Rule] = {
     "optim.min_lr_ratio": FRACTION,
     "optim.schedule": Rule(str, choices=("constant", "cosine")),
     # sae (conf/sae/; d_sae = expansion x d_in unless given, and k <= d_sae: CROSS_RULES)
-    "sae.k": POSITIVE,
+    "sae.k": Rule(int, min=1, many=True),
     "sae.skip": FLAG,
     "sae.layer": Rule(int, min=0, null=True),
-    "sae.expansion": POSITIVE,
-    "sae.d_sae": Rule(int, min=1, null=True),
+    "sae.expansion": Rule(int, min=1, many=True),
+    "sae.d_sae": Rule(int, min=1, null=True, many=True),
     "sae.d_in": Rule(int, min=1, null=True),
     "sae.batch_size": POSITIVE,
     "sae.harvest_tokens": POSITIVE,
@@ -155,7 +155,7 @@ FIELDS: dict[str, Rule] = {
     "sae.feature_sampling_window": POSITIVE,
     "sae.dense_threshold": FRACTION,
     "sae.source": Rule(str, choices=("cache", "stream")),
-    "sae.l1_coefficient": Rule(float, min=0),
+    "sae.l1_coefficient": Rule(float, min=0, many=True),
     "sae.l0_coefficient": Rule(float, min=0),
     "sae.aux_loss_coefficient": Rule(float, min=0),
 }
@@ -246,10 +246,16 @@ def check_sae_k(k: int | None, d_sae: int | None, expansion: int, d_in: int | No
                       f"Fix: sae.k=<at most {width}>, or more features: {more}.")
 
 
+def _listed(value) -> list:
+    return list(value) if isinstance(value, (list, tuple, ListConfig)) else [value]
+
+
 def _sae_k_fits(values: dict) -> str | None:
-    try:
-        check_sae_k(values.get("sae.k"), values.get("sae.d_sae"), values.get("sae.expansion", 1),
-                    values.get("sae.d_in"))
+    try:   # every variant (sae.k=[8,16], sae.d_sae=[...]: one dictionary each)
+        for k in _listed(values.get("sae.k")):
+            for d_sae in _listed(values.get("sae.d_sae")):
+                for expansion in _listed(values.get("sae.expansion", 1)):
+                    check_sae_k(k, d_sae, expansion, values.get("sae.d_in"))
     except ConfigError as e:
         return str(e)
     return None

@@ -120,6 +120,7 @@ def runs(run_train, tmp_path_factory):
     run_train(*common, "sae=topk", "sae.k=4", "sae.hook=blocks.1.hook_resid_post", run_dir=root / "one")
     run_train(*common, "sae=transcoder", "sae.k=4", "sae.hook=blocks.*.ln2.hook_normalized",
               "sae.target_hook=blocks.*.hook_mlp_out", run_dir=root / "transcoders")
+    run_train(*common, "sae=topk", "sae.k=[2,4]", "sae.hook=blocks.1.hook_resid_post", run_dir=root / "variants")
     return root
 
 
@@ -136,7 +137,7 @@ def test_one_pass_trains_each_dictionary_as_its_own_run_would(runs):
     one = json.loads((runs / "one" / "metrics.json").read_text())
     assert many["data/cache_harvested"] == 1   # one harvest of both hooks
     caches = [p for p in (runs / "cache").iterdir() if p.is_dir()]
-    assert len(caches) == 3   # the pair of resid_posts, block 1's alone, the transcoders' four hooks
+    assert len(caches) == 3   # the pair of resid_posts, block 1's alone (the variants' too), the transcoders' four hooks
     for key in ("mse", "explained_variance", "l0", "ce_loss_score", "dead_features"):
         assert many[f"val/{key}/{LABELS[1]}"] == pytest.approx(one[f"val/{key}"], rel=1e-6, abs=1e-9), key
     ours = load_file(str(runs / "many" / "saes" / LABELS[1] / "sae_weights.safetensors"))
@@ -191,3 +192,23 @@ def test_analyses_take_one_dictionary_of_the_run_or_compare_them_all(runs, train
     one = json.loads((runs / "one" / "metrics.json").read_text())
     assert read_runs(many)[1].metrics["val/loss"] == pytest.approx(one["val/loss"], rel=1e-6)   # its own MSE
     assert (runs / "compared" / "pareto_l0_explained_variance.png").is_file()
+
+
+@pytestmark_slow
+def test_variants_on_one_hook_train_side_by_side_from_the_single_runs_cache(runs):
+    """sae.k=[2,4]: two dictionaries on the same rows, the k=4 one equal to the single k=4 run; compared as a sweep."""
+    from safetensors.torch import load_file
+
+    from interp.compare.runs import read_runs
+
+    metrics = json.loads((runs / "variants" / "metrics.json").read_text())
+    one = json.loads((runs / "one" / "metrics.json").read_text())
+    assert metrics["data/cache_harvested"] == 0   # block 1's cache, harvested by the single run
+    assert metrics[f"val/l0/{LABELS[1]}-k2"] == pytest.approx(2) and metrics[f"val/l0/{LABELS[1]}-k4"] == pytest.approx(4)
+    assert metrics[f"val/mse/{LABELS[1]}-k4"] == pytest.approx(one["val/mse"], rel=1e-6)
+    ours = load_file(str(runs / "variants" / "saes" / f"{LABELS[1]}-k4" / "sae_weights.safetensors"))
+    alone = load_file(str(runs / "one" / "sae" / "sae_weights.safetensors"))
+    for k in ours:
+        torch.testing.assert_close(ours[k], alone[k], rtol=0, atol=1e-6)
+    per = read_runs(runs / "variants")
+    assert [(r.dictionary, r.params["sae.k"]) for r in per] == [(f"{LABELS[1]}-k2", 2), (f"{LABELS[1]}-k4", 4)]

@@ -153,7 +153,8 @@ def per_dictionary(run: Run, dictionaries: list[dict]) -> list[Run]:
     params = {k: v for k, v in run.params.items() if k not in ("dictionaries", "sae.hook", "sae.target_hook")}
     return [dataclass_replace(run, name=f"{run.name}/{d['label']}", dictionary=str(d["label"]), siblings=tuple(labels),
                               params={**params, "dictionary": d["label"], "sae.hook": d["hook"],
-                                      "sae.target_hook": d["target_hook"], "sae.d_sae": d["d_sae"]},
+                                      "sae.target_hook": d["target_hook"], "sae.d_sae": d["d_sae"],
+                                      **(d.get("settings") or {})},
                               metrics=_own_metrics(shared, run.metrics, str(d["label"])))
             for d in dictionaries]
 

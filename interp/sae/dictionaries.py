@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import fnmatch
+import itertools
 from dataclasses import dataclass
 
 from interp.errors import ConfigError
@@ -51,7 +52,7 @@ def expand(value, model_hooks: list[str], setting: str = "sae.hook") -> list[str
 
 
 def is_many(spec) -> bool:
-    """Whether an `sae` spec may name several hooks (a list or a wildcard) rather than one."""
+    """Whether an `sae` spec may name several hooks (a list or a wildcard) rather than one (see also variants)."""
     return any(isinstance(v, (list, tuple)) or (isinstance(v, str) and any(c in v for c in "*?["))
                for v in (spec.hook, spec.target_hook))
 
@@ -70,9 +71,31 @@ def split(spec, model_hooks: list[str]) -> list:
     return [dataclasses.replace(spec, hook=h, target_hook=t) for h, t in zip(hooks, targets)]
 
 
-def label(sites: Sites) -> str:
-    """A dictionary's name in its run (folder, metric keys): its hook; a transcoder's is the hook it writes."""
-    return sites.target if sites.transcodes else sites.hook
+def label(sites: Sites, variant: str = "") -> str:
+    """A dictionary's name in its run (folder, metric keys): its hook (a transcoder's: the hook it writes),
+    then its variant's settings (`-k8`) when the run varies them."""
+    return (sites.target if sites.transcodes else sites.hook) + variant
+
+
+# Settings a run may list to train one dictionary per value on the same activations (sae.k=[8,16,32,64]).
+VARIED = ("k", "d_sae", "expansion", "l1_coefficient")
+
+
+def variants(raw: dict) -> list[tuple[dict, str, dict]]:
+    """(the `sae` config of one variant, its label suffix, its settings) for each combination of the listed
+    VARIED settings; [(raw, "", {})] when none is a list."""
+    listed = {k: list(v) for k, v in raw.items() if k in VARIED and isinstance(v, (list, tuple))}
+    for key, values in listed.items():
+        if not values:
+            raise ConfigError(f"sae.{key}=[] lists no value. Fix: sae.{key}=<a value> or a list of them.")
+        if dup := next((v for i, v in enumerate(values) if v in values[:i]), None):
+            raise ConfigError(f"sae.{key} lists {dup} twice. Fix: list each value once.")
+    out = []
+    for combo in itertools.product(*listed.values()):
+        chosen = dict(zip(listed, combo))
+        suffix = "".join(f"-{k}{v}" for k, v in chosen.items())
+        out.append(({**raw, **chosen}, suffix, {f"sae.{k}": v for k, v in chosen.items()}))
+    return out
 
 
 @dataclass(frozen=True)

@@ -16,10 +16,11 @@ from interp.sae.spec import SAESpec, build_training_sae, inference_sae, sites
 
 
 class Dictionary(nn.Module):
-    def __init__(self, spec: SAESpec, saelens: dict, d_in: int, columns: slice = slice(None), seed: int | None = None):
+    def __init__(self, spec: SAESpec, saelens: dict, d_in: int, columns: slice = slice(None), name: str | None = None,
+                 seed: int | None = None):
         super().__init__()
         self.spec, self.sites = spec, sites(spec)
-        self.label, self.columns = label(self.sites), columns
+        self.label, self.columns = name or label(self.sites), columns
         with torch.random.fork_rng(devices=[]):   # its initial weights depend on the seed alone, not on what was
             if seed is not None:                  # built before it: the same as in a run of this dictionary alone
                 torch.manual_seed(seed)

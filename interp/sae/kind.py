@@ -91,16 +91,22 @@ class SAETaskKind(TaskKind):
 
     def _build(self, cfg: DictConfig, meta: dict, base: LoadedRun, data, base_sha: str, record: dict):
         from interp.data import build_datamodule
-        from interp.sae.dictionaries import Layout, check_budget, is_many, label, memory_bytes, split
+        from interp.sae.dictionaries import Layout, check_budget, is_many, label, memory_bytes, split, variants
         from interp.sae.source import ActivationDataModule
         from interp.sae.spec import d_sae_of
         from interp.sae.task import SAETask
 
-        spec, saelens = parse_spec(cfg.sae)
+        listed = variants(OmegaConf.to_container(cfg.sae, resolve=True))
+        spec, saelens = parse_spec(listed[0][0])   # what every variant shares: hooks, harvest, batch size
         where = f"base run {record['run']}" if "run" in record else "the pretrained model"
         where = f"{where} ({base.config['model']['arch']})"
-        many = is_many(spec)
-        specs = split(spec, list(base.model.hook_dict)) if many else [spec]
+        entries = []   # (spec, SAELens kwargs, label suffix, varied settings) of each dictionary
+        for raw, suffix, settings in listed:
+            spec_v, saelens_v = parse_spec(raw)
+            for s in (split(spec_v, list(base.model.hook_dict)) if is_many(spec_v) else [spec_v]):
+                entries.append((s, saelens_v, suffix, settings))
+        many = len(entries) > 1 or is_many(spec)
+        specs = [e[0] for e in entries]
         for s in specs:
             check_hook(base.model, s.hook, "sae.hook", where)
             if sites(s).transcodes:
@@ -116,30 +122,33 @@ class SAETaskKind(TaskKind):
         cache_fields = {"base_checkpoint_sha256": base_sha, "hook": spec.hook, "seed": seed,
                         "data": OmegaConf.to_container(data, resolve=True),
                         "n_tokens": int(spec.harvest_tokens), "dtype": spec.cache.dtype}
-        if many:   # one cache of every hook side by side
+        if tuple(layout.hooks) != sites(specs[0]).hooks:   # one cache of every hook side by side
             cache_fields["hook"] = list(layout.hooks)
-        elif sites(spec).transcodes:   # an SAE's cache key stays as it was
-            cache_fields["target_hook"] = spec.target_hook
+        elif sites(specs[0]).transcodes:   # an SAE's cache key stays as it was (variants on one hook share it)
+            cache_fields["hook"], cache_fields["target_hook"] = specs[0].hook, specs[0].target_hook
         dm = ActivationDataModule(base.model, base_dm, spec, cache_fields, seed=cfg.seed, where=layout)
         widths = dict(zip(layout.hooks, dm.widths))
         layout = Layout(tuple(widths), tuple(widths.values())) if many else layout
-        dictionaries, needs = [], {}
-        for s in specs:
-            d_in = widths[s.hook]
+        dictionaries, needs, records = [], {}, []
+        for s, saelens, suffix, settings in entries:
+            d_in, name = widths[s.hook], label(sites(s), suffix)
             if s.d_in not in (None, d_in):
                 raise ConfigError(f"sae.d_in={s.d_in} but {s.hook} of the base model has width {d_in}. "
                                   "Fix: drop sae.d_in (it is read from the hook) or choose a hook of that width.")
             if sites(s).transcodes:
                 check_transcoder_sites(base.model, base_dm, s, (d_in, widths[s.target_hook]))
-            dictionaries.append((s, saelens, d_in, layout.columns(sites(s)) if many else slice(None)))
-            needs[label(sites(s))] = memory_bytes(d_in, d_sae_of(s, d_in), widths[sites(s).target], s.skip,
-                                                  s.batch_size)
+            dictionaries.append((s, saelens, d_in, layout.columns(sites(s)) if many else slice(None), name))
+            needs[name] = memory_bytes(d_in, d_sae_of(s, d_in), widths[sites(s).target], s.skip, s.batch_size)
+            records.append({"label": name, "hook": s.hook, "target_hook": sites(s).target, "d_in": d_in,
+                            "d_sae": d_sae_of(s, d_in), "settings": settings})
+        if len(set(needs)) < len(dictionaries):
+            raise ConfigError("two dictionaries of this run would have one name (the same hook and settings). "
+                              "Fix: name each hook once and list each value once.")
         print(check_budget(needs, spec.memory_budget_gb), flush=True)
         with open_dict(cfg):
             cfg.sae.d_in = dictionaries[0][2] if not many else None
             if many:
-                cfg.dictionaries = [{"label": label(sites(s)), "hook": s.hook, "target_hook": sites(s).target,
-                                     "d_in": d_in, "d_sae": d_sae_of(s, d_in)} for s, _, d_in, _ in dictionaries]
+                cfg.dictionaries = records
         return cfg, dm, SAETask(run_config(cfg, meta), dictionaries[0][2], base.model,
                                 dictionaries if many else None)
 
