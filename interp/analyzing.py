@@ -107,7 +107,7 @@ def analyze(cfg: DictConfig) -> dict[str, dict]:
         wandb_target = comparison_target(runs, root) if cfg.get("wandb", True) and cfg.get("run") else None
     else:
         (run, root), subject = analysed_run(cfg), None
-        if run.saes and run.sae is None and (need := [n for n in names if "sae" in subject_fields(n)]):
+        if run.saes and run.sae is None and (need := [n for n in names if SAE_GROUP in subject_fields(n)]):
             raise ConfigError(f"{cfg.run} trains {len(run.saes)} dictionaries; {need[0]} looks at one. Fix: add "
                               f"dictionary=<one of {', '.join(run.saes)}>, or compare them all: analysis={COMPARE}.")
         wandb_target = target_of(cfg.run, run.config, run.global_step) if cfg.get("wandb", True) and cfg.get("run") \
@@ -119,7 +119,7 @@ def analyze(cfg: DictConfig) -> dict[str, dict]:
             continue
         subject = subject or subject_of(run)
         out_dir, started = root / FIGURES_DIR / name, time.time() - 1   # file times may be rounded down
-        if run.saes and run.sae is not None and not subject.compared and "sae" in subject_fields(name):
+        if run.saes and run.sae is not None and not subject.compared and SAE_GROUP in subject_fields(name):
             # one dictionary of several: its own folder
             out_dir = out_dir / next(label for label, sae in run.saes.items() if sae is run.sae)
         if (results := run_analysis(name, subject, out_dir, options[name])) is None:

@@ -91,8 +91,8 @@ def sae_run_dirs(path: str) -> list[Path]:
     runs = sorted({c.parent.parent for c in root.rglob("sae/cfg.json") if (c.parent.parent / CONFIG_FILE).is_file()})
     if not runs:
         raise ConfigError(f"{path} holds no SAE runs (no <job>/sae/cfg.json with a config.yaml beside it). Fix: "
-                          "run=<a sweep of SAE runs, e.g. multirun/<date>/<time>_lm_mix_saes>, run=[<SAE run>,...], "
-                          "or train them: python train.py -m experiment=lm_mix_saes.")
+                          "run=<a sweep of SAE runs, e.g. multirun/<date>/<time>_lm_mix_saes_sweep>, a run of several "
+                          "dictionaries, run=[<SAE run>,...], or train them: python train.py experiment=lm_mix_saes.")
     return runs
 
 

@@ -206,9 +206,26 @@ def test_the_layer_sweep_preset_makes_one_job_per_layer_of_its_base():
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
-        cfg = compose("train", ["experiment=lm_mix_saes"], return_hydra_config=True)
+        cfg = compose("train", ["experiment=lm_mix_saes_sweep"], return_hydra_config=True)
         base = compose("train", list(cfg.base_overrides))
     sweep = OverridesParser.create().parse_overrides([f"sae.hook={cfg.hydra.sweeper.params['sae.hook']}"])[0]
     hooks = list(sweep.sweep_string_iterator())
     assert hooks == [f"blocks.{i}.hook_resid_post" for i in range(base.model.n_layers)]
     assert cfg.task.name == "sae" and cfg.base_run == "auto"
+
+
+def test_the_one_pass_presets_name_every_layer_of_their_base():
+    from hydra import compose, initialize_config_dir
+
+    from interp.sae.dictionaries import expand
+
+    with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
+        saes = compose("train", ["experiment=lm_mix_saes"])
+        transcoders = compose("train", ["experiment=lm_mix_transcoders"])
+        base = compose("train", list(saes.base_overrides))
+    n = base.model.n_layers
+    hooks = [f"blocks.{i}.{h}" for i in range(n) for h in ("ln2.hook_normalized", "hook_mlp_out", "hook_resid_post")]
+    assert expand(saes.sae.hook, hooks) == [f"blocks.{i}.hook_resid_post" for i in range(n)]
+    assert expand(transcoders.sae.hook, hooks) == [f"blocks.{i}.ln2.hook_normalized" for i in range(n)]
+    assert expand(transcoders.sae.target_hook, hooks) == [f"blocks.{i}.hook_mlp_out" for i in range(n)]
+    assert transcoders.sae.skip and "feature_layers" in saes.callbacks

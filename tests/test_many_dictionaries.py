@@ -212,3 +212,43 @@ def test_variants_on_one_hook_train_side_by_side_from_the_single_runs_cache(runs
         torch.testing.assert_close(ours[k], alone[k], rtol=0, atol=1e-6)
     per = read_runs(runs / "variants")
     assert [(r.dictionary, r.params["sae.k"]) for r in per] == [(f"{LABELS[1]}-k2", 2), (f"{LABELS[1]}-k4", 4)]
+
+
+@pytestmark_slow
+@pytest.mark.parametrize("overrides, message", [
+    (["sae.hook=blocks.*.hook_nothing"], "matches no hook of the model"),
+    (["sae.hook=[blocks.0.hook_resid_post,blocks.0.hook_resid_post]"], "lists blocks.0.hook_resid_post twice"),
+    (["sae.hook=blocks.*.ln2.hook_normalized", "sae.target_hook=blocks.0.hook_mlp_out"], "one target per input"),
+    (["sae.hook=blocks.*.hook_resid_post", "sae.memory_budget_gb=0.0001"], "more than sae.memory_budget_gb=0.0001"),
+    (["sae.k=[4,4]"], "sae.k lists 4 twice"),
+])
+def test_bad_dictionary_lists_stop_the_run_before_any_harvest(runs, run_train, tmp_path, overrides, message):
+    proc = run_train(*SAE_FAST_COMMON, f"base_run={runs / 'base'}", f"sae.cache.root={tmp_path / 'cache'}", "sae=topk",
+                     "sae.k=4", "sae.hook=blocks.0.hook_resid_post", *overrides, run_dir=tmp_path / "r",
+                     expect_ok=False)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    line = proc.stderr.strip().splitlines()[-1]
+    assert line.startswith("error: ") and message in line and "Fix:" in line, line
+    assert not (tmp_path / "cache").exists() and not (tmp_path / "r" / "saes").exists()
+    assert not (tmp_path / "r" / "checkpoints").exists()
+
+
+@pytestmark_slow
+def test_a_run_of_several_dictionaries_resumes_where_it_stopped(runs, run_train, tmp_path):
+    """Stopped at step 6 and resumed to 12: every dictionary's weights and firing counts go on from the
+    checkpoint (12 steps of rows counted, not 6), each saved."""
+    common = [*SAE_FAST_COMMON, f"base_run={runs / 'base'}", f"sae.cache.root={runs / 'cache'}", "sae=topk",
+              "sae.k=4", "sae.hook=blocks.*.hook_resid_post", "trainer.val_check_interval=6"]
+    run_train(*common, "trainer.max_steps=6", run_dir=tmp_path / "part")
+    stopped = torch.load(tmp_path / "part" / "checkpoints" / "last.ckpt", weights_only=False)
+    run_train(*common, "trainer.max_steps=12", f"ckpt_path={tmp_path / 'part' / 'checkpoints' / 'last.ckpt'}",
+              run_dir=tmp_path / "part")
+    resumed = torch.load(tmp_path / "part" / "checkpoints" / "last.ckpt", weights_only=False)
+    assert stopped["global_step"] == 6 and resumed["global_step"] == 12
+    for i in range(len(LABELS)):
+        key = f"dictionaries.{i}.tracker.n_samples"
+        assert int(stopped["state_dict"][key]) == 6 * 128 and int(resumed["state_dict"][key]) == 12 * 128
+        assert not torch.equal(stopped["state_dict"][f"dictionaries.{i}.sae.W_dec"],
+                               resumed["state_dict"][f"dictionaries.{i}.sae.W_dec"])
+    assert json.loads((tmp_path / "part" / "metrics.json").read_text())["trainer/global_step"] == 12
+    assert sorted(p.name for p in (tmp_path / "part" / "saes").iterdir()) == LABELS
