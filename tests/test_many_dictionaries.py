@@ -41,6 +41,17 @@ def test_bad_hook_lists_are_refused_with_a_fix(hook, target, message):
     assert "Fix:" in str(e.value)
 
 
+def test_variants_are_every_combination_of_the_listed_settings():
+    from interp.sae.dictionaries import variants
+
+    out = variants({"hook": "h", "k": [8, 16], "d_sae": [64, 128], "expansion": 4})
+    assert [(v["k"], v["d_sae"], suffix) for v, suffix, _ in out] == [
+        (8, 64, "-k8-d_sae64"), (8, 128, "-k8-d_sae128"), (16, 64, "-k16-d_sae64"), (16, 128, "-k16-d_sae128")]
+    assert out[0][2] == {"sae.k": 8, "sae.d_sae": 64} and variants({"k": 8}) == [({"k": 8}, "", {})]
+    with pytest.raises(ConfigError, match="sae.k lists 4 twice.*Fix:"):
+        variants({"k": [4, 4]})
+
+
 def test_each_dictionary_reads_one_slice_of_the_shared_row():
     sites = [Sites("blocks.0.ln2.hook_normalized", "blocks.0.hook_mlp_out"), Sites("blocks.1.hook_resid_post",
                                                                                    "blocks.1.hook_resid_post")]
@@ -216,11 +227,9 @@ def test_variants_on_one_hook_train_side_by_side_from_the_single_runs_cache(runs
 
 @pytestmark_slow
 @pytest.mark.parametrize("overrides, message", [
-    (["sae.hook=blocks.*.hook_nothing"], "matches no hook of the model"),
-    (["sae.hook=[blocks.0.hook_resid_post,blocks.0.hook_resid_post]"], "lists blocks.0.hook_resid_post twice"),
-    (["sae.hook=blocks.*.ln2.hook_normalized", "sae.target_hook=blocks.0.hook_mlp_out"], "one target per input"),
-    (["sae.hook=blocks.*.hook_resid_post", "sae.memory_budget_gb=0.0001"], "more than sae.memory_budget_gb=0.0001"),
-    (["sae.k=[4,4]"], "sae.k lists 4 twice"),
+    (["sae.hook=blocks.*.hook_nothing"], "matches no hook of the model"),   # the others: the unit tests above
+    (["sae.hook=blocks.*.hook_resid_post", "sae.k=[2,4]", "sae.memory_budget_gb=0.0001"],
+     "4 dictionaries need about"),
 ])
 def test_bad_dictionary_lists_stop_the_run_before_any_harvest(runs, run_train, tmp_path, overrides, message):
     proc = run_train(*SAE_FAST_COMMON, f"base_run={runs / 'base'}", f"sae.cache.root={tmp_path / 'cache'}", "sae=topk",

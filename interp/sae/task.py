@@ -200,8 +200,9 @@ class SAETask(ConfiguredTask):
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         hooks = list(dict.fromkeys(h for d, _, _ in self.evaluated for h in d.sites.hooks))
         clean = self.base_model.run_with_cache(model_inputs(_on(batch, self.base_model)), names_filter=hooks)
+        ablated = {}   # one zero-ablation run per target hook, shared by the dictionaries writing it
         for d, acc, sae in self.evaluated:
-            evaluate_batch(sae, self.base_model, d.sites, batch, acc, clean=clean)
+            evaluate_batch(sae, self.base_model, d.sites, batch, acc, clean=clean, ablated=ablated)
 
     def on_validation_epoch_end(self) -> None:
         mses = []
@@ -248,11 +249,13 @@ def _on(batch: dict, model) -> dict:
 
 
 @torch.no_grad()
-def evaluate_batch(sae, base_model, where: str | Sites, batch: dict, acc: EvalAccumulator, clean=None) -> None:
+def evaluate_batch(sae, base_model, where: str | Sites, batch: dict, acc: EvalAccumulator, clean=None,
+                   ablated: dict | None = None) -> None:
     """Add one base-data batch to `acc`: reconstruction metrics of the target and, with the
     dictionary's output spliced into the base model at the target hook (a transcoder in place of
-    its MLP), the downstream loss (CE for LMs, MSE for regression). `clean`: the base model's
-    (output, cache) of this batch with the dictionary's hooks, when already run (several dictionaries)."""
+    its MLP), the downstream loss (CE for LMs, MSE for regression). For several dictionaries of one
+    batch: `clean`, the base model's (output, cache) with their hooks, run once; `ablated`, {target hook:
+    output with it zeroed}, filled by the first dictionary writing that hook and reused by the others."""
     batch = _on(batch, base_model)
     inputs = model_inputs(batch)
     sites = as_sites(where)
@@ -277,7 +280,10 @@ def evaluate_batch(sae, base_model, where: str | Sites, batch: dict, acc: EvalAc
         return torch.zeros_like(act)
 
     with_sae = base_model.run_with_hooks(inputs, fwd_hooks=[(hook, splice)])
-    ablated = base_model.run_with_hooks(inputs, fwd_hooks=[(hook, zero)])
+    ablated = {} if ablated is None else ablated
+    if hook not in ablated:
+        ablated[hook] = base_model.run_with_hooks(inputs, fwd_hooks=[(hook, zero)])
+    ablated = ablated[hook]
     if is_lm_batch(batch):        # language model: CE (and KL) over positions that have a target
         keep = scored(batch["targets"])
         if mask is not None:
