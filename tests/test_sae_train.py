@@ -98,20 +98,25 @@ def test_a_sweep_harvests_activations_once_and_logs_to_one_wandb_group(base_runs
     assert "val/log10_feature_density/bins" in logged     # the feature-density histogram
 
 
-@pytest.mark.parametrize("source", ["cache", "stream"])
-def test_ddp_sae_run_counts_firing_over_every_rank_and_saves_one_sae(source, base_runs, run_train, tmp_path):
+@pytest.mark.parametrize("source, hooks", [("cache", [BASES["transformer"][1]]), ("stream", [BASES["transformer"][1]]),
+                                           ("cache", ["blocks.0.hook_resid_pre", "blocks.0.hook_resid_post"])])
+def test_ddp_sae_run_counts_firing_over_every_rank_and_saves_one_sae(source, hooks, base_runs, run_train, tmp_path):
+    """One dictionary, or two from one pass: each counts both ranks' rows and is saved once."""
     import torch
 
     run_dir = tmp_path / "ddp"
     run_train(*SAE_FAST, "trainer=ddp_cpu", f"base_run={base_runs('transformer')}", "sae=topk", "sae.k=4",
-              f"sae.hook={BASES['transformer'][1]}", f"sae.source={source}", f"sae.cache.root={tmp_path / 'cache'}",
-              run_dir=run_dir)
+              f"sae.hook=[{','.join(hooks)}]" if len(hooks) > 1 else f"sae.hook={hooks[0]}", f"sae.source={source}",
+              f"sae.cache.root={tmp_path / 'cache'}", run_dir=run_dir)
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["trainer/global_step"] == 6
     state = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)["state_dict"]
-    assert int(state["tracker.n_samples"]) == 2 * 128 * 6     # both ranks' batches, every step
-    saved = SAE.load_from_disk(str(run_dir / "sae"))
-    assert saved.cfg.d_sae == 2 * saved.cfg.d_in
+    for i in range(len(hooks)):
+        assert int(state[f"dictionaries.{i}.tracker.n_samples"]) == 2 * 128 * 6     # both ranks' batches, every step
+    folders = [run_dir / "sae"] if len(hooks) == 1 else [run_dir / "saes" / hook for hook in hooks]
+    for folder in folders:
+        saved = SAE.load_from_disk(str(folder))
+        assert saved.cfg.d_sae == 2 * saved.cfg.d_in
     if source == "cache":
         assert metrics["data/cache_harvested"] == 1 and len(list((tmp_path / "cache").glob("*/manifest.json"))) == 1
     assert not list(tmp_path.glob("*/*/metrics.json")), "rank 1 must not create a run dir of its own"
@@ -135,7 +140,7 @@ def test_normalized_activations_train_and_the_saved_sae_reads_raw_activations(no
     for key in ("mse", "explained_variance", "l0", "ce_loss_with_sae"):
         assert again[key] == pytest.approx(metrics[f"val/{key}"], rel=1e-4, abs=1e-6), key
     scaler = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu",
-                        weights_only=False)["activation_scaler"]
+                        weights_only=False)["activation_scalers"][0]
     if norm == "expected_average_only_in":   # 16 batches of 128 = the whole 2048-row cache, once
         rows = np.load(next((tmp_path / "cache").glob("*/acts.npy")))
         expected = rows.shape[1] ** 0.5 / np.linalg.norm(rows, axis=1).mean()
