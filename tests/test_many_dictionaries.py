@@ -261,3 +261,29 @@ def test_a_run_of_several_dictionaries_resumes_where_it_stopped(runs, run_train,
                                resumed["state_dict"][f"dictionaries.{i}.sae.W_dec"])
     assert json.loads((tmp_path / "part" / "metrics.json").read_text())["trainer/global_step"] == 12
     assert sorted(p.name for p in (tmp_path / "part" / "saes").iterdir()) == LABELS
+
+
+def test_a_dictionary_that_stopped_is_a_failed_row_of_the_comparison(tmp_path):
+    """analyze.py compare's reading of a run of several dictionaries: one row each, its own metrics under the bare
+    names (val/loss its MSE), the one listed in failed_dictionaries failed with its reason."""
+    import yaml
+
+    from interp.compare.runs import DONE, FAILED, read_runs
+
+    run = tmp_path / "run"
+    run.mkdir()
+    dictionaries = [{"label": f"blocks.{i}.hook_resid_post", "hook": f"blocks.{i}.hook_resid_post",
+                     "target_hook": f"blocks.{i}.hook_resid_post", "d_in": 8, "d_sae": 16, "settings": {}}
+                    for i in (0, 1)]
+    config = {"task": {"name": "sae"}, "sae": {"hook": "blocks.*.hook_resid_post", "k": 4}, "seed": 0,
+              "dictionaries": dictionaries, "run_meta": {"overrides": [], "choices": {"sae": "topk"}}}
+    (run / "config.yaml").write_text(yaml.safe_dump(config))
+    metrics = {"status": "done", "val/loss": 3.0, "trainer/global_step": 6,
+               "val/mse/blocks.0.hook_resid_post": 2.0, "val/mse/blocks.1.hook_resid_post": 4.0,
+               "failed_dictionaries": {"blocks.1.hook_resid_post": "SAE loss became nan at step 4"}}
+    (run / "metrics.json").write_text(json.dumps(metrics))
+    first, second = read_runs(run)
+    assert (first.name, first.status, first.metrics["val/loss"], first.metrics["trainer/global_step"]) == (
+        "run/blocks.0.hook_resid_post", DONE, 2.0, 6)
+    assert (second.status, second.error) == (FAILED, "SAE loss became nan at step 4")
+    assert second.params["sae.hook"] == "blocks.1.hook_resid_post" and "val/mse/blocks.0.hook_resid_post" not in first.metrics

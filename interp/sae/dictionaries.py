@@ -124,8 +124,9 @@ class Layout:
         starts = [sum(self.widths[:i]) for i in range(len(self.hooks))]
         first = self.hooks.index(sites.hook)
         width = sum(self.widths[self.hooks.index(h)] for h in sites.hooks)
-        if sites.transcodes and self.hooks.index(sites.target) != first + 1:
-            raise ValueError(f"{sites.describe()}: input and target are not adjacent in the layout")
+        if sites.transcodes and self.hooks.index(sites.target) != first + 1:   # another dictionary reads one of them
+            raise ConfigError(f"the transcoder {sites.describe()} shares a hook with another dictionary of this run "
+                              "in a way one harvest layout cannot hold. Fix: train them in separate runs.")
         return slice(starts[first], starts[first] + width)
 
 
