@@ -42,9 +42,11 @@ class SAETask(ConfiguredTask):
     diverged_fix = "lower optim.lr, or check the base activations for inf/NaN (python analyze.py run=<base run> hooks)."
 
     def __init__(self, config: dict, d_in: int, base_model=None, dictionaries: list[tuple] | None = None):
-        """`dictionaries`: (spec, SAELens kwargs, d_in, columns) of each; default: the one `config["sae"]` names,
-        reading all of a row's columns (width `d_in`)."""
+        """`dictionaries`: (spec, SAELens kwargs, d_in, columns, label) of each, for a run of several (even of
+        one, e.g. `sae.hook=[h]`: saved and logged by label); default: the one `config["sae"]` names, reading all
+        of a row's columns (width `d_in`), saved in <run>/sae/."""
         super().__init__(config)
+        self.several = dictionaries is not None
         if dictionaries is None:
             spec, saelens = parse_spec(config["sae"])
             dictionaries = [(spec, saelens, d_in, slice(None))]
@@ -56,7 +58,7 @@ class SAETask(ConfiguredTask):
     # --- one dictionary's names, for a run of one ---------------------------------------------
     @property
     def single(self) -> bool:
-        return len(self.dictionaries) == 1
+        return not self.several
 
     @property
     def sae(self):
