@@ -227,7 +227,7 @@ def test_variants_on_one_hook_train_side_by_side_from_the_single_runs_cache(runs
 
 @pytestmark_slow
 @pytest.mark.parametrize("overrides, message", [
-    (["sae.hook=blocks.*.hook_nothing"], "matches no hook of the model"),   # the others: the unit tests above
+    # a wildcard, variants and the budget; the other refusals: the unit tests above (the same code, before any harvest)
     (["sae.hook=blocks.*.hook_resid_post", "sae.k=[2,4]", "sae.memory_budget_gb=0.0001"],
      "4 dictionaries need about"),
 ])
