@@ -154,10 +154,6 @@ class SAETask(ConfiguredTask):
             for d in self.live():
                 self.save_dictionary(d, root / SAE_DIR if self.single else root / FOLDER / d.label)
 
-    def save_sae(self, path) -> None:
-        """The one SAE of a one-dictionary run into `path` (see save_dictionary)."""
-        self.save_dictionary(self.dictionaries[0], path)
-
     def save_dictionary(self, d: Dictionary, path) -> None:
         """SAELens format (cfg.json + sae_weights.safetensors + sparsity.safetensors):
         `sae_lens.SAE.load_from_disk(path)` loads it."""
@@ -190,9 +186,6 @@ class SAETask(ConfiguredTask):
             return Subject(self.base_model, dm, self.dictionaries[0].saved_form())
         return Subject(self.base_model, dm, None,
                        tuple(Subject(self.base_model, dm, d.saved_form()) for d in self.live()))
-
-    def saved_form(self):
-        return self.dictionaries[0].saved_form()
 
     def on_validation_epoch_start(self) -> None:
         self.evaluated = [(d, EvalAccumulator(d.sae.cfg.d_sae, d.spec.dense_threshold), d.saved_form())
