@@ -148,31 +148,31 @@ def per_dictionary(run: Run, dictionaries: list[dict]) -> list[Run]:
     as parameters; named `<run>/<label>`."""
     if not dictionaries:
         return [run]
-    labels = [str(d["label"]) for d in dictionaries]
-    shared = {k: v for k, v in run.metrics.items() if not any(k.endswith(f"/{lab}") for lab in labels)}
+    labels = tuple(str(d["label"]) for d in dictionaries)
     params = {k: v for k, v in run.params.items() if k not in ("dictionaries", "sae.hook", "sae.target_hook")}
-    return [dataclass_replace(run, name=f"{run.name}/{d['label']}", dictionary=str(d["label"]), siblings=tuple(labels),
-                              params={**params, "dictionary": d["label"], "sae.hook": d["hook"],
-                                      "sae.target_hook": d["target_hook"], "sae.d_sae": d["d_sae"],
-                                      **(d.get("settings") or {})},
-                              metrics=_own_metrics(shared, run.metrics, str(d["label"])))
-            for d in dictionaries]
+    out = []
+    for d in dictionaries:
+        metrics = _as_dictionary(run.metrics, str(d["label"]), labels)
+        if f"val/mse/{d['label']}" in run.metrics:   # a one-dictionary run's val/loss is its MSE (the run's: the mean)
+            metrics["val/loss"] = metrics["val/mse"]
+        out.append(dataclass_replace(run, name=f"{run.name}/{d['label']}", dictionary=str(d["label"]), siblings=labels,
+                                     params={**params, "dictionary": d["label"], "sae.hook": d["hook"],
+                                             "sae.target_hook": d["target_hook"], "sae.d_sae": d["d_sae"],
+                                             **(d.get("settings") or {})},
+                                     metrics=metrics))
+    return out
 
 
-def _own_metrics(shared: dict, metrics: dict, label: str) -> dict:
-    own = {k[:-len(label) - 1]: v for k, v in metrics.items() if k.endswith(f"/{label}")}
-    if "val/mse" in own:   # a one-dictionary run's val/loss is its MSE; the run's own is the mean of all
-        own["val/loss"] = own["val/mse"]
-    return {**shared, **own}
+def _as_dictionary(keyed: dict, label: str, labels: tuple) -> dict:
+    """One dictionary's share of a run's `keyed` values: its `<key>/<label>` as `<key>`, the run-wide keys kept,
+    the other dictionaries' left out."""
+    shared = {k: v for k, v in keyed.items() if not any(k.endswith(f"/{lab}") for lab in labels)}
+    return shared | {k[:-len(label) - 1]: v for k, v in keyed.items() if k.endswith(f"/{label}")}
 
 
 def dictionary_curves(found: dict, run: Run) -> dict:
-    """A run's logged curves as its dictionary's: `<metric>/<label>` as `<metric>`, the others' left out."""
-    if not run.dictionary:
-        return found
-    own = {k[:-len(run.dictionary) - 1]: v for k, v in found.items() if k.endswith(f"/{run.dictionary}")}
-    shared = {k: v for k, v in found.items() if not any(k.endswith(f"/{lab}") for lab in run.siblings)}
-    return {**shared, **own}
+    """A run's logged curves as its dictionary's (see _as_dictionary); a run of one dictionary's as they are."""
+    return _as_dictionary(found, run.dictionary, run.siblings) if run.dictionary else found
 
 
 def read_run(path: Path) -> Run:

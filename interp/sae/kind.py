@@ -125,7 +125,7 @@ class SAETaskKind(TaskKind):
         if tuple(layout.hooks) != sites(specs[0]).hooks:   # one cache of every hook side by side
             cache_fields["hook"] = list(layout.hooks)
         elif sites(specs[0]).transcodes:   # an SAE's cache key stays as it was (variants on one hook share it)
-            cache_fields["hook"], cache_fields["target_hook"] = specs[0].hook, specs[0].target_hook
+            cache_fields["target_hook"] = specs[0].target_hook
         dm = ActivationDataModule(base.model, base_dm, spec, cache_fields, seed=cfg.seed, where=layout)
         widths = dict(zip(layout.hooks, dm.widths))
         layout = Layout(tuple(widths), tuple(widths.values())) if many else layout

@@ -46,7 +46,7 @@ class SAETask(ConfiguredTask):
         one, e.g. `sae.hook=[h]`: saved and logged by label); default: the one `config["sae"]` names, reading all
         of a row's columns (width `d_in`), saved in <run>/sae/."""
         super().__init__(config)
-        self.several = dictionaries is not None
+        self.single = dictionaries is None   # saved in <run>/sae/, metrics without a label
         if dictionaries is None:
             spec, saelens = parse_spec(config["sae"])
             dictionaries = [(spec, saelens, d_in, slice(None))]
@@ -55,11 +55,7 @@ class SAETask(ConfiguredTask):
         object.__setattr__(self, "base_model", base_model)
         self.eval_density: dict[str, torch.Tensor] = {}
 
-    # --- one dictionary's names, for a run of one ---------------------------------------------
-    @property
-    def single(self) -> bool:
-        return not self.several
-
+    # --- a run of one dictionary keeps its unlabelled names -----------------------------------
     @property
     def sae(self):
         """The run's one SAE (training form); a run of several has no single one."""
