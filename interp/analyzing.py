@@ -19,7 +19,7 @@ from interp.sae import GROUP as SAE_GROUP  # the package init only: no torch at 
 ENTRY_KEYS = ("run", "analysis", "which", "device", "hydra", "prompt_file", "paths", "model", "data", SAE_GROUP,
               "out_dir", "seed", "wandb", "dictionary")
 # Free-text options: always strings, `\n` typed on the command line becomes a newline.
-TEXT_OPTIONS = ("prompt", "answer", "wrong", "clean", "corrupted")
+TEXT_OPTIONS = ("prompt", "answer", "wrong", "clean", "corrupted", "target")
 HOOKS = "hooks"   # not an analysis: lists the model's hook names and shapes
 COMPARE = "feature_layers"   # compares several SAEs: a sweep directory, a list of runs, or pretrained ids
 SUMMARY_TEXT = "summary.md"  # an analysis that writes one has it printed after its folder

@@ -335,13 +335,40 @@ def test_the_evaluated_sae_is_exactly_what_saelens_loads_from_disk(arch, tmp_pat
 def test_downstream_ce_and_kl_match_saelens_definitions():
     from sae_lens.evals import _kl
 
-    from interp.sae.metrics import lm_downstream
+    from interp.sae.metrics import CleanLogProbs
 
     g = torch.Generator().manual_seed(0)
-    clean, sae, abl = (torch.randn(3, 5, 11, generator=g) for _ in range(3))
+    clean, sae, abl = (3 * torch.randn(3, 5, 11, generator=g) for _ in range(3))
     targets = torch.randint(0, 11, (3, 5), generator=g)
     keep = torch.rand(3, 5, generator=g) > 0.3
-    got = lm_downstream(clean, sae, abl, targets, keep)
-    ce = torch.nn.functional.cross_entropy(sae[keep], targets[keep], reduction="none")
-    assert torch.allclose(got["ce_loss_with_sae"], ce, atol=1e-5)
-    assert torch.allclose(got["kl_div_with_ablation"], _kl(clean[keep], abl[keep]), atol=1e-5)
+    reference = CleanLogProbs(clean, targets, keep)
+    assert torch.allclose(reference.ce, torch.nn.functional.cross_entropy(clean[keep], targets[keep],
+                                                                          reduction="none"), atol=1e-5)
+    for run in (sae, abl):
+        ce, kl = reference.compare(run)
+        assert torch.allclose(ce, torch.nn.functional.cross_entropy(run[keep], targets[keep], reduction="none"),
+                              atol=1e-5)
+        assert torch.allclose(kl, _kl(clean[keep], run[keep]), atol=1e-5)
+    assert torch.allclose(reference.compare(clean)[1], torch.zeros(int(keep.sum())), atol=1e-5)
+
+
+def test_dictionaries_sharing_a_batch_get_the_metrics_each_gets_alone():
+    """The validation of a many-dictionary run shares the clean run, its log-probs and each hook's
+    ablation between dictionaries: each dictionary's metrics equal its own evaluation's."""
+    model = tiny_transformer()
+    hooks = ["blocks.0.hook_resid_post", "blocks.1.hook_resid_post", "blocks.1.hook_resid_post"]
+    saes = []
+    for i, _ in enumerate(hooks):
+        torch.manual_seed(i)
+        saes.append(build_training_sae({**SPEC, "d_sae": 32}, d_in=16))
+    batch = lm_batch()
+    shared = {"clean": model.run_with_cache(batch["tokens"], names_filter=hooks)}
+    for sae, hook in zip(saes, hooks):
+        together, alone = EvalAccumulator(32, 0.1), EvalAccumulator(32, 0.1)
+        evaluate_batch(sae, model, hook, batch, together, shared)
+        evaluate_batch(sae, model, hook, batch, alone)
+        a, b = together.compute(), alone.compute()
+        assert a.keys() == b.keys() and "kl_div_with_sae" in a
+        for key in a:
+            assert a[key] == pytest.approx(b[key], rel=1e-6, abs=1e-7), key
+    assert sum(1 for k in shared if isinstance(k, tuple)) == 2   # one ablation per distinct target hook

@@ -17,6 +17,7 @@ from interp.analyses import (
     attention_grid,
     attention_html,
     attribute,
+    attribution_graph,
     bigram,
     category_loss,
     circuit,
@@ -38,7 +39,7 @@ from interp.analyses import (
     topk_next,
 )
 
-_MODULES = (ablate, alignment, attention_grid, attention_html, attribute, bigram, category_loss, circuit, composition,
-            dashboard, feature_layers, feature_probe, features, hidden_pca, highlight, induction, kgram_attribution,
+_MODULES = (ablate, alignment, attention_grid, attention_html, attribute, attribution_graph, bigram, category_loss,
+            circuit, composition, dashboard, feature_layers, feature_probe, features, hidden_pca, highlight, induction, kgram_attribution,
             logit_attribution, lstm_hidden, neurons, ngram, patching, steer, topk_next)
 ANALYSES = {m.__name__.rsplit(".", 1)[1]: m.run for m in _MODULES}

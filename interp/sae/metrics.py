@@ -126,18 +126,26 @@ class EvalAccumulator:
         return self.fire_counts / max(self.tokens, 1)
 
 
-def lm_downstream(clean: torch.Tensor, with_sae: torch.Tensor, ablated: torch.Tensor, targets: torch.Tensor,
-                  keep: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Per-token CE of the three runs and KL(clean || run) of the other two, over kept positions.
+class CleanLogProbs:
+    """The clean run's next-token distribution over the scored positions of one batch, computed once and
+    compared with every other run of that batch (each dictionary spliced in, each hook zero-ablated).
 
-    Same quantities as SAELens's get_recons_loss / _kl, with one log-softmax per run
-    (kl_div(reduction="none") over the vocabulary was 2/3 of an evaluation's time).
+    Per run: CE and KL(clean || run), SAELens's get_recons_loss / _kl quantities. KL is written as
+    sum p log p - sum p x + logsumexp(x), so a compared run costs one logsumexp and one dot product over
+    the vocabulary, not a log-softmax of its own (that was most of an evaluation's time).
     """
-    t = targets[keep]
-    logp = {name: torch.log_softmax(x[keep].float(), dim=-1)
-            for name, x in (("without_sae", clean), ("with_sae", with_sae), ("with_ablation", ablated))}
-    out = {f"ce_loss_{name}": -lp.gather(-1, t[:, None])[:, 0] for name, lp in logp.items()}
-    p_clean = logp["without_sae"].exp()
-    for name in ("with_sae", "with_ablation"):
-        out[f"kl_div_{name}"] = (p_clean * (logp["without_sae"] - logp[name])).sum(-1)
-    return out
+
+    def __init__(self, clean: torch.Tensor, targets: torch.Tensor, keep: torch.Tensor):
+        self.keep, self.targets = keep, targets[keep][:, None]
+        logp = torch.log_softmax(clean[keep].float(), dim=-1)
+        self.p = logp.exp()
+        self.neg_entropy = (self.p * logp).sum(-1)
+        self.ce = -logp.gather(-1, self.targets)[:, 0]
+
+    def compare(self, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(per-token CE, per-token KL(clean || run)) of another run's logits."""
+        x = logits[self.keep].float()
+        lse = torch.logsumexp(x, dim=-1)
+        ce = lse - x.gather(-1, self.targets)[:, 0]
+        kl = self.neg_entropy - (self.p * x).sum(-1) + lse
+        return ce, kl.clamp_min(0.0)   # >= 0 exactly; float cancellation can leave -1e-7

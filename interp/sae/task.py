@@ -29,7 +29,7 @@ from interp.sae import harvest, normalize
 from interp.sae.dictionaries import FOLDER
 from interp.sae.dictionary import Dictionary
 from interp.sae.figures import save_density_histogram
-from interp.sae.metrics import EvalAccumulator, lm_downstream, log10_density
+from interp.sae.metrics import CleanLogProbs, EvalAccumulator, log10_density
 from interp.sae.sites import Sites, as_sites, reconstruct
 from interp.sae.spec import parse_spec
 from interp.subject import Subject
@@ -179,9 +179,10 @@ class SAETask(ConfiguredTask):
         several dictionaries is a comparison of them (`Subject.compared`, e.g. for feature_layers)."""
         dm = self.trainer.datamodule.base_dm
         if self.single:
-            return Subject(self.base_model, dm, self.dictionaries[0].saved_form())
-        return Subject(self.base_model, dm, None,
-                       tuple(Subject(self.base_model, dm, d.saved_form()) for d in self.live()))
+            sae = self.dictionaries[0].saved_form()
+            return Subject(self.base_model, dm, sae, dictionaries=(sae,))
+        saved = tuple(d.saved_form() for d in self.live())
+        return Subject(self.base_model, dm, None, tuple(Subject(self.base_model, dm, s) for s in saved), saved)
 
     def on_validation_epoch_start(self) -> None:
         self.evaluated = [(d, EvalAccumulator(d.sae.cfg.d_sae, d.spec.dense_threshold), d.saved_form())
@@ -190,10 +191,11 @@ class SAETask(ConfiguredTask):
     @torch.no_grad()
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         hooks = list(dict.fromkeys(h for d, _, _ in self.evaluated for h in d.sites.hooks))
-        clean = self.base_model.run_with_cache(model_inputs(_on(batch, self.base_model)), names_filter=hooks)
-        ablated = {}   # one zero-ablation run per target hook, shared by the dictionaries writing it
+        # one clean run with every hook read, one zero-ablation per target hook: shared by the dictionaries
+        shared = {"clean": self.base_model.run_with_cache(model_inputs(_on(batch, self.base_model)),
+                                                          names_filter=hooks)}
         for d, acc, sae in self.evaluated:
-            evaluate_batch(sae, self.base_model, d.sites, batch, acc, clean=clean, ablated=ablated)
+            evaluate_batch(sae, self.base_model, d.sites, batch, acc, shared)
 
     def on_validation_epoch_end(self) -> None:
         mses = []
@@ -240,19 +242,23 @@ def _on(batch: dict, model) -> dict:
 
 
 @torch.no_grad()
-def evaluate_batch(sae, base_model, where: str | Sites, batch: dict, acc: EvalAccumulator, clean=None,
-                   ablated: dict | None = None) -> None:
+def evaluate_batch(sae, base_model, where: str | Sites, batch: dict, acc: EvalAccumulator,
+                   shared: dict | None = None) -> None:
     """Add one base-data batch to `acc`: reconstruction metrics of the target and, with the
     dictionary's output spliced into the base model at the target hook (a transcoder in place of
-    its MLP), the downstream loss (CE for LMs, MSE for regression). For several dictionaries of one
-    batch: `clean`, the base model's (output, cache) with their hooks, run once; `ablated`, {target hook:
-    output with it zeroed}, filled by the first dictionary writing that hook and reused by the others."""
+    its MLP), the downstream loss (CE and KL for LMs, MSE for regression).
+
+    For several dictionaries of one batch, pass the same `shared` dict to each: the base model's clean
+    run (with every hook any of them reads, pre-filled by the caller), the clean next-token distribution
+    and each target hook's zero-ablation are computed by the first dictionary that needs them and reused."""
     batch = _on(batch, base_model)
     inputs = model_inputs(batch)
     sites = as_sites(where)
     hook = sites.target
-    # The clean run also gives the dictionary's input and target
-    clean, cache = clean or base_model.run_with_cache(inputs, names_filter=list(sites.hooks))
+    shared = {} if shared is None else shared
+    if "clean" not in shared:   # the clean run also gives the dictionary's input and target
+        shared["clean"] = base_model.run_with_cache(inputs, names_filter=list(sites.hooks))
+    clean, cache = shared["clean"]
     acts = harvest.rows(cache[sites.hook], batch, sites.hook)
     feats = sae.encode(acts)
     recon = reconstruct(sae, acts, feats)
@@ -270,17 +276,25 @@ def evaluate_batch(sae, base_model, where: str | Sites, batch: dict, acc: EvalAc
     def zero(act, hook=None):
         return torch.zeros_like(act)
 
-    with_sae = base_model.run_with_hooks(inputs, fwd_hooks=[(hook, splice)])
-    ablated = {} if ablated is None else ablated
-    if hook not in ablated:
-        ablated[hook] = base_model.run_with_hooks(inputs, fwd_hooks=[(hook, zero)])
-    ablated = ablated[hook]
-    if is_lm_batch(batch):        # language model: CE (and KL) over positions that have a target
+    if "reference" not in shared and is_lm_batch(batch):   # CE (and KL) over positions that have a target
         keep = scored(batch["targets"])
         if mask is not None:
             keep &= mask
-        for name, per_token in lm_downstream(clean, with_sae, ablated, batch["targets"], keep).items():
-            acc.add_downstream(name, per_token)
-    else:                         # regression: the task's MSE
-        for name, pred in (("without_sae", clean), ("with_sae", with_sae), ("with_ablation", ablated)):
-            acc.add_downstream(f"task_mse_{name}", (pred.float() - batch["y"].float()).pow(2))
+        shared["reference"] = CleanLogProbs(clean, batch["targets"], keep)
+
+    def downstream(output) -> dict:   # per-token values of one run of the base model on this batch
+        if is_lm_batch(batch):
+            ce, kl = shared["reference"].compare(output)
+            return {"ce_loss": ce, "kl_div": kl}
+        return {"task_mse": (output.float() - batch["y"].float()).pow(2)}   # regression: the task's MSE
+
+    if "without_sae" not in shared:
+        shared["without_sae"] = ({"ce_loss": shared["reference"].ce} if is_lm_batch(batch)
+                                 else downstream(clean))
+    if ("with_ablation", hook) not in shared:
+        shared["with_ablation", hook] = downstream(base_model.run_with_hooks(inputs, fwd_hooks=[(hook, zero)]))
+    runs = {"without_sae": shared["without_sae"], "with_ablation": shared["with_ablation", hook],
+            "with_sae": downstream(base_model.run_with_hooks(inputs, fwd_hooks=[(hook, splice)]))}
+    for run, values in runs.items():
+        for metric, per_token in values.items():
+            acc.add_downstream(f"{metric}_{run}", per_token)

@@ -1,0 +1,164 @@
+"""Attribution graph of one prompt through a run's per-layer transcoders (interp.circuits):
+
+    python analyze.py run=<transcoder run> analysis=attribution_graph prompt="..." [target=" token"]
+
+Writes into figures/attribution_graph/: graph.json (circuit-tracer's schema, the pruned graph),
+graph.html (an offline view), graph.pt (the full graph's tensors), interventions.json when
+`ablate=` / `clamp=` are given, and summary.md. Metrics: the replacement and completeness scores
+of the full and the pruned graph, node and edge counts, seconds.
+
+Features are named `layer:feature@position` in `ablate=["1:17@4"]` and `clamp=["1:17@4=3.0"]`
+(the JSON's node ids, `1_17_4`, are accepted too).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from pathlib import Path
+
+import torch
+
+from interp.analyses.common.inputs import encode_prompt, require_lm
+from interp.circuits.export import graph_html, graph_json, write_graph_pt
+from interp.circuits.graph import build_graph
+from interp.circuits.prune import prune, scores
+from interp.circuits.replacement import LocalReplacement, transcoders_by_layer
+from interp.errors import ConfigError
+from interp.files import atomic_write_text
+from interp.models import context_length
+from interp.sae.sites import sites_of
+
+_FEATURE = re.compile(r"^\s*(\d+)\s*[:_]\s*(\d+)\s*[@_]\s*(\d+)\s*(?:=\s*(-?[\d.eE+-]+))?\s*$")
+
+
+def parse_features(items, graph_layers: int, with_value: bool) -> dict[tuple[int, int, int], float]:
+    """`["L:F@P", ...]` (or `L:F@P=value` when `with_value`) as {(layer, pos, feature): value}."""
+    items = [items] if isinstance(items, str) else list(items or [])
+    out = {}
+    for item in items:
+        m = _FEATURE.match(str(item))
+        if m is None or (m.group(4) is None) == with_value:
+            form = "layer:feature@position=value" if with_value else "layer:feature@position"
+            raise ConfigError(f"{item!r} does not name a feature as {form}. Fix: e.g. "
+                              f"{'clamp' if with_value else 'ablate'}=[\"1:17@4{'=3.0' if with_value else ''}\"].")
+        layer, feature, pos = int(m.group(1)), int(m.group(2)), int(m.group(3))
+        if layer >= graph_layers:
+            raise ConfigError(f"{item!r}: layer {layer} is past the model's {graph_layers} layers. Fix: a layer "
+                              f"below {graph_layers}.")
+        out[layer, pos, feature] = float(m.group(4)) if with_value else 0.0
+    return out
+
+
+def target_token(tokenizer, target: str | None) -> int | None:
+    if target is None:
+        return None
+    ids = tokenizer.encode(target)
+    if len(ids) != 1:
+        raise ConfigError(f"target={target!r} is {len(ids)} tokens ({ids}); a logit node is one token. Fix: one "
+                          "token of the vocabulary, usually with its leading space, e.g. target=\" the\".")
+    return ids[0]
+
+
+def check_budget(n_pos: int, n_layers: int, l0: float, max_prompt_tokens: int, memory_budget_gb: float) -> float:
+    """The adjacency matrix is dense: (features + errors + tokens + logits)^2 floats, features about
+    n_layers * n_pos * L0. Refuse a prompt past either budget before any work."""
+    if n_pos > max_prompt_tokens:
+        raise ConfigError(f"the prompt is {n_pos} tokens, past max_prompt_tokens={max_prompt_tokens} (time and "
+                          "memory grow with the square of the active features, which grow with the prompt). "
+                          "Fix: a shorter prompt, or raise max_prompt_tokens= (and memory_budget_gb=).")
+    nodes = n_layers * n_pos * (l0 + 1) + n_pos + 10
+    gb = 3 * nodes ** 2 * 4 / 1e9   # the rows, the graph, and pruning's normalised copy
+    if gb > memory_budget_gb:
+        raise ConfigError(f"a graph of this prompt needs about {gb:.1f} GB ({int(nodes)} nodes at L0 ~{l0:.0f}), "
+                          f"past memory_budget_gb={memory_budget_gb}. Fix: a shorter prompt, max_feature_nodes=<N> "
+                          "to keep the most influential features only, or raise memory_budget_gb=.")
+    return gb
+
+
+def run(model, datamodule, out_dir, *, dictionaries, prompt: str | None = None, target: str | None = None,
+        max_n_logits: int = 10, desired_logit_prob: float = 0.95, node_threshold: float = 0.8,
+        edge_threshold: float = 0.98, batch_size: int = 64, max_feature_nodes: int | None = None,
+        max_prompt_tokens: int = 256, memory_budget_gb: float = 4.0, ablate=None, clamp=None) -> dict[str, float]:
+    require_lm(datamodule, "attribution_graph")
+    transcoders = transcoders_by_layer(model, dictionaries)
+    tok = datamodule.tokenizer
+    if prompt is None:
+        raise ConfigError("an attribution graph is of one prompt. Fix: prompt=\"some text\" (quote it for the "
+                          "shell).")
+    tokens = encode_prompt(prompt, tok, context_length(model))
+    target_id = target_token(tok, target)
+    interventions = {**parse_features(ablate, len(transcoders), False),
+                     **parse_features(clamp, len(transcoders), True)}
+    for (layer, pos, f) in interventions:
+        if pos >= tokens.shape[1] or f >= transcoders[layer].cfg.d_sae:
+            raise ConfigError(f"feature {layer}:{f}@{pos} is outside the graph: the prompt has {tokens.shape[1]} "
+                              f"positions (with its leading [eot]) and layer {layer}'s transcoder "
+                              f"{transcoders[layer].cfg.d_sae} features. Fix: a position and feature below those.")
+    k = getattr(transcoders[0].cfg, "k", None)
+    check_budget(tokens.shape[1], len(transcoders), float(k or 64), max_prompt_tokens,
+                 memory_budget_gb if max_feature_nodes is None else float("inf"))
+
+    start = time.perf_counter()
+    rep = LocalReplacement(model, transcoders, tokens)
+    names = [tok.decode([t]) for t in tokens[0].tolist()]
+    graph = build_graph(rep, names, lambda ids: [tok.decode([i]) for i in ids], target=target_id,
+                        max_n_logits=max_n_logits, desired_logit_prob=desired_logit_prob, batch_size=batch_size,
+                        max_feature_nodes=max_feature_nodes)
+    built = time.perf_counter() - start
+    kept = prune(graph, node_threshold, edge_threshold)
+    full, pruned = scores(graph), scores(graph, kept.nodes)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    targets = [sites_of(t).target for t in transcoders]
+    doc = graph_json(graph, kept, slug="attribution_graph", scan=f"interp:{Path(out_dir).resolve().parents[1].name}",
+                     transcoders=targets, prompt=prompt, node_threshold=node_threshold)
+    dashboards = out_dir.parent / "dashboard"
+
+    def feature_link(layer: int, feature: int) -> str | None:
+        for folder in (dashboards / targets[layer], dashboards):
+            if (folder / f"feature_{feature}.html").is_file():
+                return str(Path("..") / folder.relative_to(out_dir.parent) / f"feature_{feature}.html")
+        return None
+
+    atomic_write_text(out_dir / "graph.json", json.dumps(doc, indent=1) + "\n")
+    atomic_write_text(out_dir / "graph.html", graph_html(doc, feature_link))
+    write_graph_pt(graph, out_dir / "graph.pt")
+    seconds = time.perf_counter() - start
+    metrics = {"nodes": float(graph.n_nodes), "features": float(graph.n_features),
+               "edges": float((graph.adjacency != 0).sum()), "pruned_nodes": float(len(doc["nodes"])),
+               "pruned_edges": float(len(doc["links"])), "build_s": built, "seconds": seconds,
+               **{k: v for k, v in full.items()}, **{f"pruned_{k}": v for k, v in pruned.items()}}
+    lines = [f"# Attribution graph of {prompt!r}", "",
+             f"{graph.n_nodes} nodes ({graph.n_features} features), pruned to {len(doc['nodes'])} nodes and "
+             f"{len(doc['links'])} edges in {seconds:.1f} s.", "",
+             "| graph | replacement score | completeness score |", "|---|---|---|",
+             f"| full | {full['replacement_score']:.3f} | {full['completeness_score']:.3f} |",
+             f"| pruned | {pruned['replacement_score']:.3f} | {pruned['completeness_score']:.3f} |", "",
+             "Logit nodes: " + ", ".join(f"{s!r} p={float(p):.3f}" for s, p in zip(graph.logit_strings,
+                                                                                   graph.logit_probs))]
+    if interventions:
+        result = intervention_report(rep, interventions, graph, tok)
+        atomic_write_text(out_dir / "interventions.json", json.dumps(result, indent=1) + "\n")
+        lines += ["", "## Intervention", ""] + [
+            f"- attention {mode}: " + ", ".join(f"{t['token']!r} {t['before']:.3f} -> {t['after']:.3f}"
+                                                for t in result[mode]) for mode in ("frozen", "unfrozen")]
+        metrics["intervention_kl_frozen"] = result["kl_frozen"]
+    atomic_write_text(out_dir / "summary.md", "\n".join(lines) + "\n")
+    return metrics
+
+
+def intervention_report(rep: LocalReplacement, values: dict, graph, tok) -> dict:
+    """The graph's logits and the top next tokens before and after setting `values`, with attention
+    frozen at the prompt's patterns and recomputed."""
+    before = torch.softmax(rep.logits[-1], -1)
+    out = {"features": [f"{layer}:{f}@{pos}={v}" for (layer, pos, f), v in values.items()]}
+    for mode, freeze in (("frozen", True), ("unfrozen", False)):
+        after = torch.softmax(rep.intervene(values, freeze_attention=freeze)[-1], -1)
+        ids = list(dict.fromkeys(graph.logit_tokens + after.topk(5).indices.tolist()))
+        out[mode] = [{"token": tok.decode([i]), "id": i, "before": float(before[i]), "after": float(after[i])}
+                     for i in ids]
+        if freeze:
+            out["kl_frozen"] = float((before * (before.clamp_min(1e-30).log() - after.clamp_min(1e-30).log())).sum())
+    return out

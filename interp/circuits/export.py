@@ -1,0 +1,150 @@
+"""An attribution graph's files: the pruned graph as JSON in the schema circuit-tracer's
+`create_graph_files` writes (schema_version 1: `metadata`, `qParams`, `nodes`, `links`, node ids as
+its own), which its local viewer and Neuronpedia read; and an offline HTML view of the same graph.
+
+Node ids (circuit-tracer's): a feature `{layer}_{feature}_{pos}`, an error `{layer}_-1_{pos}`, a token
+`E_{token id}_{pos}`, a logit `{n_layers + 1}_{token id}_{pos}`.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+
+import torch
+
+from interp.circuits.graph import Graph
+from interp.circuits.prune import Pruned
+
+SCHEMA_VERSION = 1
+
+
+def cantor(x: int, y: int) -> int:
+    return (x + y) * (x + y + 1) // 2 + y
+
+
+def node_record(graph: Graph, node: int, kept: Pruned) -> dict:
+    kind = graph.kind(node)
+    influence = float(kept.cumulative[node])
+    base = {"token_prob": 0.0, "is_target_logit": False, "run_idx": 0, "reverse_ctx_idx": 0, "clerp": "",
+            "influence": influence, "activation": None}
+    if kind == "feature":
+        layer, pos, f = graph.features[node].tolist()
+        return {**base, "node_id": f"{layer}_{f}_{pos}", "feature": cantor(layer, f), "layer": str(layer),
+                "ctx_idx": pos, "feature_type": "cross layer transcoder", "jsNodeId": f"{layer}_{f}-0",
+                "activation": float(graph.activations[node])}
+    if kind == "error":
+        layer, pos = divmod(node - graph.error_start, graph.n_pos)
+        return {**base, "node_id": f"{layer}_-1_{pos}", "feature": -1, "layer": str(layer), "ctx_idx": pos,
+                "feature_type": "mlp reconstruction error", "jsNodeId": f"{layer}_-1-{pos}"}
+    if kind == "token":
+        pos = node - graph.token_start
+        tok = graph.tokens[pos]
+        return {**base, "node_id": f"E_{tok}_{pos}", "feature": pos, "layer": "E", "ctx_idx": pos,
+                "feature_type": "embedding", "jsNodeId": f"E_{tok}-{pos}",
+                "clerp": graph.prompt_tokens[pos]}
+    j = node - graph.logit_start
+    tok, pos, layer = graph.logit_tokens[j], graph.n_pos - 1, str(graph.n_layers + 1)
+    prob = float(graph.logit_probs[j])
+    return {**base, "node_id": f"{layer}_{tok}_{pos}", "feature": tok, "layer": layer, "ctx_idx": pos,
+            "feature_type": "logit", "token_prob": prob, "is_target_logit": j == 0,
+            "jsNodeId": f"L_{tok}-{pos}", "clerp": f'Output "{graph.logit_strings[j]}" (p={prob:.3f})'}
+
+
+def graph_json(graph: Graph, kept: Pruned, *, slug: str, scan: str, transcoders: list[str], prompt: str,
+               node_threshold: float) -> dict:
+    """The pruned graph in circuit-tracer's file schema (only kept nodes that a kept edge touches,
+    and every token and logit)."""
+    nodes = {int(i): node_record(graph, int(i), kept) for i in kept.nodes.nonzero()[:, 0]}
+    targets, sources = (kept.edges & kept.nodes[:, None] & kept.nodes[None, :]).nonzero(as_tuple=True)
+    links = [{"source": nodes[s]["node_id"], "target": nodes[t]["node_id"], "weight": float(graph.adjacency[t, s])}
+             for t, s in zip(targets.tolist(), sources.tolist())]
+    touched = {link["source"] for link in links} | {link["target"] for link in links}
+    used = [n for n in nodes.values() if n["node_id"] in touched or n["feature_type"] in ("embedding", "logit")]
+    return {"metadata": {"slug": slug, "scan": scan, "transcoder_list": transcoders,
+                         "prompt_tokens": graph.prompt_tokens, "prompt": prompt, "node_threshold": node_threshold,
+                         "schema_version": SCHEMA_VERSION},
+            "qParams": {"pinnedIds": [], "supernodes": [], "linkType": "both", "clickedId": "", "sg_pos": ""},
+            "nodes": used, "links": links}
+
+
+# --- the offline view: layers up, positions across, one SVG, no script -----------------------------------
+
+_W, _H, _R = 64, 70, 6   # column width per position, row height per layer, node radius
+
+
+def _row(node: dict) -> int:
+    return 0 if node["layer"] == "E" else int(node["layer"]) + 1
+
+
+def graph_html(doc: dict, feature_link=None) -> str:
+    """A self-contained page of the graph: tokens along the bottom, layers up to the logits, edges
+    blue (positive) and red (negative) with width by weight, a tooltip on every node and edge.
+    `feature_link(layer, feature)` gives a feature's page (its dashboard) or None. Every string from
+    the graph is escaped."""
+    nodes, links = doc["nodes"], doc["links"]
+    n_pos = len(doc["metadata"]["prompt_tokens"])
+    rows = 1 + max((int(n["layer"]) for n in nodes if n["layer"] != "E"), default=0)
+    height, width = 80 + rows * _H, 80 + n_pos * _W
+    placed, in_cell = {}, {}
+    for n in nodes:   # nodes of one (layer, position) side by side within its column
+        cell = (_row(n), n["ctx_idx"])
+        i = in_cell[cell] = in_cell.get(cell, -1) + 1
+        placed[n["node_id"]] = (40 + n["ctx_idx"] * _W + (i * 2 * _R) % (_W - 2 * _R),
+                                height - 40 - cell[0] * _H - 4 * ((i * 2 * _R) // (_W - 2 * _R)))
+    top = max((abs(link["weight"]) for link in links), default=1.0) or 1.0
+    esc = html.escape
+    parts = []
+    for link in sorted(links, key=lambda link: abs(link["weight"])):
+        (x1, y1), (x2, y2) = placed[link["source"]], placed[link["target"]]
+        colour = "#2563eb" if link["weight"] > 0 else "#dc2626"
+        parts.append(f'<line x1="{x1:.1f}" y1="{y1:.1f}" x2="{x2:.1f}" y2="{y2:.1f}" stroke="{colour}" '
+                     f'stroke-width="{0.3 + 3 * abs(link["weight"]) / top:.2f}" stroke-opacity="0.55">'
+                     f'<title>{esc(link["source"])} → {esc(link["target"])}: {link["weight"]:+.4g}</title></line>')
+    fill = {"cross layer transcoder": "#f59e0b", "mlp reconstruction error": "#9ca3af", "embedding": "#10b981",
+            "logit": "#8b5cf6"}
+    for n in nodes:
+        x, y = placed[n["node_id"]]
+        tip = [n["node_id"], n["feature_type"]]
+        if n["activation"] is not None:
+            tip.append(f"activation {n['activation']:.4g}")
+        if n["influence"] is not None:
+            tip.append(f"cumulative influence {n['influence']:.3f}")
+        if n["clerp"]:
+            tip.append(n["clerp"])
+        circle = (f'<circle cx="{x:.1f}" cy="{y:.1f}" r="{_R}" fill="{fill.get(n["feature_type"], "#000")}">'
+                  f'<title>{esc(" · ".join(tip))}</title></circle>')
+        href = None
+        if n["feature_type"] == "cross layer transcoder" and feature_link is not None:
+            layer, feature = int(n["layer"]), int(n["node_id"].split("_")[1])
+            href = feature_link(layer, feature)
+        parts.append(f'<a href="{esc(href)}">{circle}</a>' if href else circle)
+    for pos, tok in enumerate(doc["metadata"]["prompt_tokens"]):
+        parts.append(f'<text x="{40 + pos * _W}" y="{height - 12}" font-size="11" text-anchor="start">'
+                     f'{esc(tok)}</text>')
+    for row in range(rows + 1):
+        label = "emb" if row == 0 else ("logits" if row == rows else f"L{row - 1}")
+        parts.append(f'<text x="4" y="{height - 36 - row * _H}" font-size="10" fill="#555">{label}</text>')
+    meta = doc["metadata"]
+    title = f"attribution graph: {meta['prompt']}"
+    return (f'<!doctype html><html><head><meta charset="utf-8"><title>{esc(title)}</title>'
+            '<style>body{font-family:system-ui,sans-serif;margin:1.5rem;color:#111}'
+            'svg{border:1px solid #ddd;background:#fff}</style></head><body>'
+            f'<h1 style="font-size:1.2rem">{esc(title)}</h1>'
+            f'<p>{len(nodes)} nodes, {len(links)} edges kept (node threshold {meta["node_threshold"]}). '
+            'Features orange, errors grey, tokens green, logits purple; edges blue when positive, red when '
+            'negative. Hover for values.</p>'
+            f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}">{"".join(parts)}</svg>'
+            '</body></html>\n')
+
+
+def write_graph_pt(graph: Graph, path) -> None:
+    """Every tensor of the full graph, for a notebook (torch.load(path))."""
+    from interp.files import atomic_writer
+
+    with atomic_writer(path, "wb") as f:
+        torch.save(dict(vars(graph)), f)
+
+
+def dumps(doc: dict) -> str:
+    return json.dumps(doc, indent=1) + "\n"
