@@ -85,6 +85,9 @@ def log_analyses(target: Target, analysed: list[Analysed]) -> Path | None:
         for a in analysed:
             data |= {f"analysis/{a.name}/{k}": float(v) for k, v in a.results.items()}
             data |= media(a.name, a.out_dir, a.results, since=a.started)
+            for path in sorted(Path(a.out_dir).glob("*.json")):   # the analysis's data files (graph.json, ...)
+                if path.stat().st_mtime >= a.started:
+                    run.save(str(path), base_path=str(Path(a.out_dir).parent), policy="now")
         run.log(data, step=target.step)
         folder = Path(run.dir).parent
     return folder

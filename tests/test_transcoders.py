@@ -325,3 +325,41 @@ def test_transcoder_sites_in_the_wrong_order_or_of_other_widths_are_one_error(ru
     line = proc.stderr.strip().splitlines()[-1]
     assert line.startswith("error: ") and needle in line and "Fix:" in line
     assert not (mlp_base / "bad" / "checkpoints").exists()
+
+
+@pytest.mark.slow
+def test_an_attribution_graph_through_a_transcoder_per_layer_from_analyze_py(run_train, mlp_base, train_env):
+    """Both layers' skip transcoders from one pass, then analyze.py's graph, an intervention on its most
+    influential feature, and a bad target: what a user runs (tests/test_attribution_graph.py checks the maths)."""
+    run = mlp_base / "tcs"
+    run_train(*SAE_FAST_COMMON, "sae=transcoder", "sae.hook=blocks.*.ln2.hook_normalized",
+              "sae.target_hook=blocks.*.hook_mlp_out", "sae.k=8", "trainer.max_steps=30",
+              f"base_run={mlp_base / 'base'}", f"sae.cache.root={mlp_base / 'cache'}", run_dir=run)
+
+    def analyze(*options):
+        return subprocess.run([sys.executable, "analyze.py", f"run={run}", "analysis=attribution_graph",
+                               "prompt=def add(a, b):\\n    return", *options], cwd=REPO, env=train_env,
+                              capture_output=True, text=True, timeout=600)
+
+    proc = analyze("node_threshold=0.99", "edge_threshold=0.999")   # 30 steps: weak features; keep more
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = run / "figures" / "attribution_graph"
+    doc = json.loads((out / "graph.json").read_text())
+    results = json.loads((out / "results.json").read_text())
+    assert 0 <= results["pruned_replacement_score"] <= results["replacement_score"] <= 1
+    assert 0 < results["pruned_nodes"] < results["nodes"] and results["features"] > 0
+    features = [n for n in doc["nodes"] if n["feature_type"] == "cross layer transcoder"]
+    assert features and {n["layer"] for n in doc["nodes"]} >= {"E", "3"}   # tokens, logits (layer 2 + 1)
+    assert "replacement score" in proc.stdout and (out / "graph.html").is_file() and (out / "graph.pt").is_file()
+
+    top = min(features, key=lambda n: n["influence"])   # cumulative influence: the smallest is the strongest
+    layer, f, pos = top["node_id"].split("_")
+    proc = analyze(f"ablate=[{layer}:{f}@{pos}]")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    moved = json.loads((out / "interventions.json").read_text())
+    assert moved["features"] == [f"{layer}:{f}@{pos}=0.0"]
+    assert any(t["after"] != pytest.approx(t["before"], abs=1e-6) for t in moved["frozen"])
+
+    proc = analyze("target= return value")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert "a logit node is one token" in proc.stderr and "Fix:" in proc.stderr
