@@ -154,6 +154,11 @@ class LoadedRun:
     data_seed: int | None = None  # the seed of the data splits the model saw (None: config["seed"])
 
     @property
+    def dictionaries(self) -> tuple:
+        """Every dictionary of the run: its several (`saes`), or its one (`sae`), or none."""
+        return tuple(self.saes.values()) if self.saes else (self.sae,) if self.sae is not None else ()
+
+    @property
     def model_name(self) -> str:
         model = self.config["model"]
         return self.config.get("run_meta", {}).get("choices", {}).get("model", model.get("name", model["arch"]))

@@ -24,8 +24,7 @@ def subject_of(run, compared: tuple = ()):
     seed = run.data_seed if run.data_seed is not None else run.config["seed"]
     dm = build_datamodule(run.config["data"], seed=seed)
     dm.setup("validate")
-    dictionaries = tuple(run.saes.values()) if run.saes else (run.sae,) if run.sae is not None else ()
-    return Subject(run.model, dm, run.sae, compared, dictionaries)
+    return Subject(run.model, dm, run.sae, compared, run.dictionaries)
 
 
 def pretrained_run(cfg: DictConfig):

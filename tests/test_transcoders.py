@@ -363,3 +363,37 @@ def test_an_attribution_graph_through_a_transcoder_per_layer_from_analyze_py(run
     proc = analyze("target= return value")
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
     assert "a logit node is one token" in proc.stderr and "Fix:" in proc.stderr
+
+    # the explorer: the same graph from a prompt box, over HTTP and in Chromium
+    from starlette.testclient import TestClient
+
+    from interp.explorer.app import create_app
+
+    client = TestClient(create_app([mlp_base]))
+    page = client.post("/graph", data={"path": str(run), "prompt": "<script>alert(1)</script> def f(x):"})
+    assert page.status_code == 200, page.text[-2000:]
+    assert page.text.count("<circle") > 5 and "id='scores'" in page.text
+    assert "<script>alert" not in page.text and "&lt;script&gt;alert(1)" in page.text
+    bad = client.post("/graph", data={"path": str(run), "prompt": "def f(x):", "target": " return value"})
+    assert bad.status_code == 400 and "one token" in bad.text
+    assert "id='graph-link'" in client.get("/run", params={"path": str(run)}).text
+
+    from test_explorer import CHROMIUM, browser_or_skip, explorer
+
+    sync_playwright = browser_or_skip()
+    with explorer(train_env, mlp_base) as url, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        tab = browser.new_page(viewport={"width": 1300, "height": 900})
+        tab.set_default_timeout(300_000)
+        refused = []
+        tab.on("console", lambda m: refused.append(m.text) if "Content Security Policy" in m.text else None)
+        tab.goto(f"{url}run?path={run}")
+        with tab.expect_navigation():
+            tab.click("#graph-link")
+        tab.fill("textarea[name=prompt]", "def add(a, b):\n    return")
+        with tab.expect_navigation():
+            tab.click("button[type=submit]")
+        tab.wait_for_selector("#graph svg circle")
+        assert tab.locator("#graph svg circle").count() > 5 and tab.locator("#scores tr").count() == 3
+        assert tab.locator("#graph svg text").first.text_content() != "" and refused == [], refused
+        browser.close()

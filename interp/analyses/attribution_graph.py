@@ -16,14 +16,15 @@ from __future__ import annotations
 import json
 import re
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from interp.analyses.common.inputs import encode_prompt, require_lm
 from interp.circuits.export import graph_html, graph_json, write_graph_pt
-from interp.circuits.graph import build_graph
-from interp.circuits.prune import prune, scores
+from interp.circuits.graph import Graph, build_graph
+from interp.circuits.prune import Pruned, prune, scores
 from interp.circuits.replacement import LocalReplacement, transcoders_by_layer
 from interp.errors import ConfigError
 from interp.files import atomic_write_text
@@ -77,13 +78,26 @@ def check_budget(n_pos: int, n_layers: int, l0: float, max_prompt_tokens: int, m
     return gb
 
 
-def run(model, datamodule, out_dir, *, dictionaries, prompt: str | None = None, target: str | None = None,
-        max_n_logits: int = 10, desired_logit_prob: float = 0.95, node_threshold: float = 0.8,
-        edge_threshold: float = 0.98, batch_size: int = 64, max_feature_nodes: int | None = None,
-        max_prompt_tokens: int = 256, memory_budget_gb: float = 4.0, ablate=None, clamp=None) -> dict[str, float]:
-    require_lm(datamodule, "attribution_graph")
+@dataclass
+class Traced:
+    """One prompt's graph: the replacement model, the full graph, what pruning keeps, the scores, the JSON."""
+    rep: LocalReplacement
+    graph: Graph
+    kept: Pruned
+    full: dict
+    pruned: dict
+    doc: dict
+    interventions: dict
+    build_s: float
+
+
+def trace(model, tok, dictionaries, prompt: str | None, *, target: str | None = None, max_n_logits: int = 10,
+          desired_logit_prob: float = 0.95, node_threshold: float = 0.8, edge_threshold: float = 0.98,
+          batch_size: int = 64, max_feature_nodes: int | None = None, max_prompt_tokens: int = 256,
+          memory_budget_gb: float = 4.0, ablate=None, clamp=None, scan: str = "interp",
+          progress: bool = True) -> Traced:
+    """Every input checked first (ConfigError), then the graph of `prompt` through `dictionaries`."""
     transcoders = transcoders_by_layer(model, dictionaries)
-    tok = datamodule.tokenizer
     if prompt is None:
         raise ConfigError("an attribution graph is of one prompt. Fix: prompt=\"some text\" (quote it for the "
                           "shell).")
@@ -105,15 +119,30 @@ def run(model, datamodule, out_dir, *, dictionaries, prompt: str | None = None, 
     names = [tok.decode([t]) for t in tokens[0].tolist()]
     graph = build_graph(rep, names, lambda ids: [tok.decode([i]) for i in ids], target=target_id,
                         max_n_logits=max_n_logits, desired_logit_prob=desired_logit_prob, batch_size=batch_size,
-                        max_feature_nodes=max_feature_nodes)
-    built = time.perf_counter() - start
+                        max_feature_nodes=max_feature_nodes, progress=progress)
+    build_s = time.perf_counter() - start
     kept = prune(graph, node_threshold, edge_threshold)
-    full, pruned = scores(graph), scores(graph, kept.nodes)
+    doc = graph_json(graph, kept, slug="attribution_graph", scan=scan,
+                     transcoders=[sites_of(t).target for t in transcoders], prompt=prompt,
+                     node_threshold=node_threshold)
+    return Traced(rep, graph, kept, scores(graph), scores(graph, kept.nodes), doc, interventions, build_s)
+
+
+def run(model, datamodule, out_dir, *, dictionaries, prompt: str | None = None, target: str | None = None,
+        max_n_logits: int = 10, desired_logit_prob: float = 0.95, node_threshold: float = 0.8,
+        edge_threshold: float = 0.98, batch_size: int = 64, max_feature_nodes: int | None = None,
+        max_prompt_tokens: int = 256, memory_budget_gb: float = 4.0, ablate=None, clamp=None) -> dict[str, float]:
+    require_lm(datamodule, "attribution_graph")
     out_dir = Path(out_dir)
+    start = time.perf_counter()
+    t = trace(model, datamodule.tokenizer, dictionaries, prompt, target=target, max_n_logits=max_n_logits,
+              desired_logit_prob=desired_logit_prob, node_threshold=node_threshold, edge_threshold=edge_threshold,
+              batch_size=batch_size, max_feature_nodes=max_feature_nodes, max_prompt_tokens=max_prompt_tokens,
+              memory_budget_gb=memory_budget_gb, ablate=ablate, clamp=clamp,
+              scan=f"interp:{out_dir.resolve().parents[1].name}")
+    graph, doc, full, pruned = t.graph, t.doc, t.full, t.pruned
     out_dir.mkdir(parents=True, exist_ok=True)
-    targets = [sites_of(t).target for t in transcoders]
-    doc = graph_json(graph, kept, slug="attribution_graph", scan=f"interp:{Path(out_dir).resolve().parents[1].name}",
-                     transcoders=targets, prompt=prompt, node_threshold=node_threshold)
+    targets = doc["metadata"]["transcoder_list"]
     dashboards = out_dir.parent / "dashboard"
 
     def feature_link(layer: int, feature: int) -> str | None:
@@ -128,7 +157,7 @@ def run(model, datamodule, out_dir, *, dictionaries, prompt: str | None = None, 
     seconds = time.perf_counter() - start
     metrics = {"nodes": float(graph.n_nodes), "features": float(graph.n_features),
                "edges": float((graph.adjacency != 0).sum()), "pruned_nodes": float(len(doc["nodes"])),
-               "pruned_edges": float(len(doc["links"])), "build_s": built, "seconds": seconds,
+               "pruned_edges": float(len(doc["links"])), "build_s": t.build_s, "seconds": seconds,
                **{k: v for k, v in full.items()}, **{f"pruned_{k}": v for k, v in pruned.items()}}
     lines = [f"# Attribution graph of {prompt!r}", "",
              f"{graph.n_nodes} nodes ({graph.n_features} features), pruned to {len(doc['nodes'])} nodes and "
@@ -138,12 +167,12 @@ def run(model, datamodule, out_dir, *, dictionaries, prompt: str | None = None, 
              f"| pruned | {pruned['replacement_score']:.3f} | {pruned['completeness_score']:.3f} |", "",
              "Logit nodes: " + ", ".join(f"{s!r} p={float(p):.3f}" for s, p in zip(graph.logit_strings,
                                                                                    graph.logit_probs))]
-    if interventions:
-        result = intervention_report(rep, interventions, graph, tok)
+    if t.interventions:
+        result = intervention_report(t.rep, t.interventions, graph, datamodule.tokenizer)
         atomic_write_text(out_dir / "interventions.json", json.dumps(result, indent=1) + "\n")
         lines += ["", "## Intervention", ""] + [
-            f"- attention {mode}: " + ", ".join(f"{t['token']!r} {t['before']:.3f} -> {t['after']:.3f}"
-                                                for t in result[mode]) for mode in ("frozen", "unfrozen")]
+            f"- attention {mode}: " + ", ".join(f"{row['token']!r} {row['before']:.3f} -> {row['after']:.3f}"
+                                                for row in result[mode]) for mode in ("frozen", "unfrozen")]
         metrics["intervention_kl_frozen"] = result["kl_frozen"]
     atomic_write_text(out_dir / "summary.md", "\n".join(lines) + "\n")
     return metrics

@@ -9,7 +9,6 @@ Node ids (circuit-tracer's): a feature `{layer}_{feature}_{pos}`, an error `{lay
 from __future__ import annotations
 
 import html
-import json
 
 import torch
 
@@ -74,17 +73,19 @@ _W, _H, _R = 64, 70, 6   # column width per position, row height per layer, node
 
 
 def _row(node: dict) -> int:
-    return 0 if node["layer"] == "E" else int(node["layer"]) + 1
+    """0 for the tokens, L + 1 for layer L's nodes, n_layers + 1 for the logits (their layer field)."""
+    if node["layer"] == "E":
+        return 0
+    return int(node["layer"]) + (node["feature_type"] != "logit")
 
 
-def graph_html(doc: dict, feature_link=None) -> str:
-    """A self-contained page of the graph: tokens along the bottom, layers up to the logits, edges
-    blue (positive) and red (negative) with width by weight, a tooltip on every node and edge.
-    `feature_link(layer, feature)` gives a feature's page (its dashboard) or None. Every string from
-    the graph is escaped."""
+def graph_svg(doc: dict, feature_link=None) -> str:
+    """The graph as one SVG: tokens along the bottom, layers up to the logits, edges blue (positive) and
+    red (negative) with width by weight, a tooltip on every node and edge. `feature_link(layer, feature)`
+    gives a feature's page (its dashboard) or None. Every string from the graph is escaped; no script."""
     nodes, links = doc["nodes"], doc["links"]
     n_pos = len(doc["metadata"]["prompt_tokens"])
-    rows = 1 + max((int(n["layer"]) for n in nodes if n["layer"] != "E"), default=0)
+    rows = max((_row(n) for n in nodes), default=1)   # the logits' row
     height, width = 80 + rows * _H, 80 + n_pos * _W
     placed, in_cell = {}, {}
     for n in nodes:   # nodes of one (layer, position) side by side within its column
@@ -125,17 +126,24 @@ def graph_html(doc: dict, feature_link=None) -> str:
     for row in range(rows + 1):
         label = "emb" if row == 0 else ("logits" if row == rows else f"L{row - 1}")
         parts.append(f'<text x="4" y="{height - 36 - row * _H}" font-size="10" fill="#555">{label}</text>')
+    return f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}">{"".join(parts)}</svg>'
+
+
+LEGEND = ("Features orange, errors grey, tokens green, logits purple; edges blue when positive, red when negative. "
+          "Hover for values.")
+
+
+def graph_html(doc: dict, feature_link=None) -> str:
+    """A self-contained page of the graph (graph_svg) with its prompt and size."""
+    esc = html.escape
     meta = doc["metadata"]
     title = f"attribution graph: {meta['prompt']}"
     return (f'<!doctype html><html><head><meta charset="utf-8"><title>{esc(title)}</title>'
             '<style>body{font-family:system-ui,sans-serif;margin:1.5rem;color:#111}'
             'svg{border:1px solid #ddd;background:#fff}</style></head><body>'
             f'<h1 style="font-size:1.2rem">{esc(title)}</h1>'
-            f'<p>{len(nodes)} nodes, {len(links)} edges kept (node threshold {meta["node_threshold"]}). '
-            'Features orange, errors grey, tokens green, logits purple; edges blue when positive, red when '
-            'negative. Hover for values.</p>'
-            f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}">{"".join(parts)}</svg>'
-            '</body></html>\n')
+            f'<p>{len(doc["nodes"])} nodes, {len(doc["links"])} edges kept (node threshold '
+            f'{meta["node_threshold"]}). {LEGEND}</p>{graph_svg(doc, feature_link)}</body></html>\n')
 
 
 def write_graph_pt(graph: Graph, path) -> None:
@@ -144,7 +152,3 @@ def write_graph_pt(graph: Graph, path) -> None:
 
     with atomic_writer(path, "wb") as f:
         torch.save(dict(vars(graph)), f)
-
-
-def dumps(doc: dict) -> str:
-    return json.dumps(doc, indent=1) + "\n"

@@ -6,6 +6,7 @@ loading reads (its checkpoint, config, sae/).
     /run?path=&prompt=      a run's page and its prompt views    /api/prompt   the views as JSON
     /run?path=&inputs=      the arithmetic MLP on one input row  /api/row      the same as JSON
     /file?path=             a figure or report of a run          /static/plotly.min.js, /static/explorer.js
+    /graph?path=&prompt=    an attribution graph of the prompt through the run's per-layer transcoders
 
 /run and /api/* take their parameters from the query string (links) or a POST body (a form, or JSON):
 the run page's form POSTs, so a long prompt is not cut by the server's URL limit. A bad parameter is a
@@ -31,7 +32,7 @@ from starlette.routing import Route
 from interp.errors import ConfigError, InterpError
 from interp.explorer import pages
 from interp.explorer.listing import BadPath, Refused, clip, inside, read_run, require_inside, scan
-from interp.explorer.views import Models, kind_of, prompt_views, row_views
+from interp.explorer.views import Models, graph_view, kind_of, prompt_views, row_views
 
 MAX_BODY = 1 << 20   # bytes of a POST body: a 1 MB prompt is ~250k tokens, far beyond any model's context
 K_MAX = 50
@@ -202,6 +203,25 @@ def create_app(roots: list[Path], device: str = "cpu", sae: dict | None = None) 
         html = pages.run_page(info, kind, params, result, error, pages.file_link, n_layers, n_heads)
         return HTMLResponse(html, 400 if error else 200)
 
+    async def graph_page(request):
+        params = await params_of(request)
+        info = run_info(params)
+        prompt = params.get("prompt", "").replace("\r\n", "\n")
+
+        def compute_graph():
+            with models.lock:
+                loaded = models.get(info.path)
+                if not prompt:
+                    return None, None
+                try:
+                    return graph_view(loaded, prompt, params.get("target") or None), None
+                except (InterpError, ValueError) as e:
+                    return None, str(e)
+
+        result, error = await run_in_threadpool(compute_graph)
+        html = pages.graph_page(info, params, result, error, pages.file_link)
+        return HTMLResponse(html, 400 if error else 200)
+
     async def api_views(request):
         params = await params_of(request)
         info = run_info(params)
@@ -247,6 +267,7 @@ def create_app(roots: list[Path], device: str = "cpu", sae: dict | None = None) 
               InterpError: answer(409, "the run cannot be loaded: "), Exception: server_error}
     return Starlette(routes=[Route("/", home), Route("/api/runs", api_runs),
                              Route("/run", run_page, methods=["GET", "POST"]),
+                             Route("/graph", graph_page, methods=["GET", "POST"]),
                              Route("/api/prompt", api_views, methods=["GET", "POST"]),
                              Route("/api/row", api_views, methods=["GET", "POST"]), Route("/file", file),
                              Route("/static/plotly.min.js", plotly), Route("/static/explorer.js", script)],

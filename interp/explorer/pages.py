@@ -252,6 +252,8 @@ def run_page(info: RunInfo, kind: str, form: dict, result: dict | None, error: s
     body = [f"<p><a href='/'>all runs</a></p><h1>{esc(info.path)}</h1>",
             f"<p>task {esc(info.task)}, model {esc(info.model)}, data {esc(info.data)}</p>",
             f"<p>{metrics_cell(info.metrics)}</p><p>figures: {figures_cell(info, file_url) or 'none'}</p>",
+            (f"<p><a id='graph-link' href='{esc(graph_link(info.path))}'>attribution graph</a> (a transcoder per "
+             "layer)</p>" if info.task == "sae" else ""),
             # POST: a prompt of any length up to the body limit (a GET URL is cut at a few kB)
             (f"<form method='post' action='/run' id='prompt-form' accept-charset='utf-8'>{hidden}{fields} "
              "<button type='submit'>Show</button></form>")]
@@ -270,3 +272,37 @@ def file_link(path: Path) -> str:
 
 def run_link(path: Path) -> str:
     return "/run?" + urlencode({"path": str(path)})
+
+
+def graph_page(info: RunInfo, form: dict, result: dict | None, error: str | None, file_url) -> str:
+    """A run's attribution graph of a prompt (its transcoders, one per layer): a form, the scores, the SVG."""
+    from interp.circuits.export import LEGEND, graph_svg
+
+    hidden = f"<input type='hidden' name='path' value='{esc(info.path)}'>"
+    body = [f"<p><a href='/'>all runs</a> · <a href='{esc(run_link(info.path))}'>this run</a></p>",
+            f"<h1>attribution graph: {esc(info.path)}</h1>",
+            f"<form method='post' action='/graph' id='graph-form' accept-charset='utf-8'>{hidden}"
+            f"<textarea name='prompt' rows='3'>{esc(form.get('prompt', ''))}</textarea><br>"
+            f"target token (optional) <input name='target' value='{esc(form.get('target', ''))}'> "
+            "<button type='submit'>Trace</button></form>"]
+    if error:
+        body.append(f"<p class='problem' id='error'>{esc(error)}</p>")
+    if result is not None:
+        doc, s = result["graph"], result["scores"]
+        rows = "".join(f"<tr><td>{name}</td><td>{v['replacement_score']:.3f}</td><td>{v['completeness_score']:.3f}"
+                       "</td></tr>" for name, v in s.items())
+        pages = result["dashboards"]
+
+        def link(layer: int, feature: int):
+            page = pages.get(f"{layer}_{feature}")
+            return file_url(Path(page)) if page else None
+
+        body += [f"<p>{len(doc['nodes'])} nodes, {len(doc['links'])} edges after pruning; built in "
+                 f"{result['build_s']:.2f} s. {esc(LEGEND)}</p>",
+                 f"<table id='scores'><tr><th>graph</th><th>replacement score</th><th>completeness score</th></tr>"
+                 f"{rows}</table>", f"<div id='graph'>{graph_svg(doc, link)}</div>"]
+    return page(f"graph: {info.path}", "".join(body))
+
+
+def graph_link(path: Path) -> str:
+    return "/graph?" + urlencode({"path": str(path)})

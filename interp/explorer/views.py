@@ -303,3 +303,24 @@ def row_views(loaded: Loaded, text: str) -> dict:
             "hidden": {h: a.tolist() for h, a in hidden.items()},
             "sae_features": guarded(sae_view, loaded, x, ["row"]),
             "probe": guarded(probe_view, loaded, x)}
+
+
+def graph_view(loaded: Loaded, prompt: str, target: str | None = None) -> dict:
+    """An attribution graph of the prompt through the run's per-layer transcoders (analysis
+    attribution_graph's defaults): the pruned graph's JSON, its scores, and each feature's dashboard page
+    where one exists."""
+    from interp.analyses.attribution_graph import trace
+
+    run = loaded.run
+    if run.tokenizer is None:
+        raise NotApplicable("an attribution graph needs a language model; this run's data has no tokenizer")
+    traced = trace(run.model, run.tokenizer, run.dictionaries, prompt, target=target or None, progress=False,
+                   scan=f"interp:{loaded.path.name}")
+    dashboards = loaded.dashboards or loaded.path / FIGURES_DIR / "dashboard"
+    pages = {}
+    for layer, hook in enumerate(traced.doc["metadata"]["transcoder_list"]):
+        for folder in (dashboards / hook, dashboards):
+            for page in folder.glob("feature_*.html"):
+                pages.setdefault(f"{layer}_{page.stem.split('_')[1]}", str(page))
+    return {"graph": traced.doc, "scores": {"full": traced.full, "pruned": traced.pruned},
+            "dashboards": pages, "build_s": round(traced.build_s, 3)}
