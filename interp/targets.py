@@ -14,6 +14,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from interp.errors import ConfigError
 from interp.sae import GROUP as SAE_GROUP
 from interp.sae.pretrained import for_analysis
+from interp.sae.sites import sites_of
 
 
 def subject_of(run, compared: tuple = ()):
@@ -60,11 +61,26 @@ def analysed_run(cfg: DictConfig):
         run, root = load_run(cfg.run, which=cfg.which, device=cfg.device), Path(cfg.run)
     else:
         run, root = pretrained_run(cfg)
-    if cfg.get(SAE_GROUP) is not None:   # a pretrained SAE in place of (or in addition to) the run's
-        run.sae = for_analysis(cfg.sae, run.model, cfg.device)
+    if cfg.get(SAE_GROUP) is not None:   # pretrained SAEs in place of (or in addition to) the run's
+        key, values = pretrained_ids(cfg)
+        if len(values) == 1:
+            run.sae = for_analysis(cfg.sae, run.model, cfg.device, **{key: values[0]})
+        else:   # several (e.g. a transcoder per layer): the run's dictionaries, by the hook each writes
+            saes = [for_analysis(cfg.sae, run.model, cfg.device, **{key: value}) for value in values]
+            labels = [sites_of(sae).target for sae in saes]
+            labels = labels if len(set(labels)) == len(labels) else [str(v) for v in values]
+            run = replace(run, sae=None, saes=dict(zip(labels, saes)))
+            run.sae = chosen_dictionary(run, cfg.get("dictionary"))
     elif cfg.get("dictionary") is not None or run.saes:
         run.sae = chosen_dictionary(run, cfg.get("dictionary"))
     return run, root
+
+
+def pretrained_ids(cfg: DictConfig) -> tuple[str, list]:
+    """("path" or "id", its values): `sae=pretrained` with one SAE or a list of them."""
+    key = "path" if cfg.sae.get("path") is not None else "id"
+    value = cfg.sae.get(key)
+    return key, list(value) if isinstance(value, ListConfig) else [value]
 
 
 def chosen_dictionary(run, name: str | None):
@@ -117,8 +133,7 @@ def compared_runs(cfg: DictConfig) -> tuple[list, Path]:
     if cfg.get(SAE_GROUP) is None:
         raise ConfigError("feature_layers compares SAEs. Fix: run=<sweep dir or [runs]>, or sae=pretrained "
                           "sae.release=<release> sae.id=[<id>,<id>,...].")
-    key = "path" if cfg.sae.get("path") is not None else "id"
-    values = list(cfg.sae[key]) if isinstance(cfg.sae[key], ListConfig) else [cfg.sae[key]]
+    key, values = pretrained_ids(cfg)
     runs = [replace(base, sae=for_analysis(cfg.sae, base.model, cfg.device, **{key: value})) for value in values]
     if not cfg.get("out_dir") and len(values) > 1:   # pretrained_run named the folder after the list
         root = Path("outputs") / "pretrained" / cfg.model.get("name", cfg.model.arch) / str(

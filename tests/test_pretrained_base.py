@@ -97,3 +97,35 @@ def test_feature_layers_compares_pretrained_saes_on_gpt2_by_path(sae_run, gpt2_d
 def test_bad_pretrained_input_is_one_clear_error(args, message, train_env):
     proc = analyze(train_env, *args, *(DATA if "data=code" not in args else []), "analysis=topk_next")
     assert proc.returncode == 2 and message in proc.stderr and "Fix" in proc.stderr, proc.stderr[-2000:]
+
+
+def test_an_attribution_graph_on_gpt2_through_transcoders_given_as_saelens_folders(gpt2_dir, train_env, tmp_path):
+    """GPT-2 (LayerNorm folded, as loaded by default) with a skip transcoder per layer saved in SAELens's format
+    (its own SkipTranscoder class): `sae.path=[...]` makes them the dictionaries of the graph."""
+    import torch
+    from tiny_gpt2 import D_MODEL, N_LAYERS
+
+    from interp.sae.spec import build_training_sae, inference_sae
+
+    folders = []
+    for layer in range(N_LAYERS):
+        torch.manual_seed(layer)
+        hook = f"blocks.{layer}.ln2.hook_normalized"
+        sae = build_training_sae({"architecture": "standard", "expansion": 4, "hook": hook, "skip": True,
+                                  "target_hook": f"blocks.{layer}.hook_mlp_out", "apply_b_dec_to_input": False},
+                                 d_in=D_MODEL, hook=hook)
+        with torch.no_grad():
+            for p in sae.parameters():
+                p.add_(0.1 * torch.randn_like(p))
+        inference_sae(sae).save_model(tmp_path / f"tc{layer}")
+        folders.append(str(tmp_path / f"tc{layer}"))
+    model = ["model=gpt2", f"model.local_dir={gpt2_dir}", *DATA, "sae=pretrained", "analysis=attribution_graph",
+             "prompt=Hello world, hello"]
+    proc = analyze(train_env, *model, f"sae.path=[{folders[1]},{folders[0]}]", f"out_dir={tmp_path / 'g'}")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = tmp_path / "g" / "figures" / "attribution_graph"
+    doc = json.loads((out / "graph.json").read_text())
+    assert doc["metadata"]["transcoder_list"] == ["blocks.0.hook_mlp_out", "blocks.1.hook_mlp_out"]
+    assert 0 <= json.loads((out / "results.json").read_text())["replacement_score"] <= 1
+    proc = analyze(train_env, *model, f"sae.path=[{folders[0]}]", f"out_dir={tmp_path / 'h'}")
+    assert proc.returncode == 2 and "layer(s) 1 of 2" in proc.stderr and "Fix:" in proc.stderr, proc.stderr[-2000:]

@@ -18,7 +18,7 @@ from urllib.parse import urlencode
 
 import numpy as np
 
-from interp.explorer.listing import RunInfo, SweepInfo
+from interp.explorer.listing import SAE_DIR, RunInfo, SweepInfo
 from interp.explorer.views import SAE_TOP
 
 STYLE = """body{font-family:sans-serif;margin:1.5em;max-width:1400px}table{border-collapse:collapse;margin:.5em 0}
@@ -253,7 +253,7 @@ def run_page(info: RunInfo, kind: str, form: dict, result: dict | None, error: s
             f"<p>task {esc(info.task)}, model {esc(info.model)}, data {esc(info.data)}</p>",
             f"<p>{metrics_cell(info.metrics)}</p><p>figures: {figures_cell(info, file_url) or 'none'}</p>",
             (f"<p><a id='graph-link' href='{esc(graph_link(info.path))}'>attribution graph</a> (a transcoder per "
-             "layer)</p>" if info.task == "sae" else ""),
+             "layer)</p>" if has_dictionaries(info.path) else ""),
             # POST: a prompt of any length up to the body limit (a GET URL is cut at a few kB)
             (f"<form method='post' action='/run' id='prompt-form' accept-charset='utf-8'>{hidden}{fields} "
              "<button type='submit'>Show</button></form>")]
@@ -302,6 +302,12 @@ def graph_page(info: RunInfo, form: dict, result: dict | None, error: str | None
                  f"<table id='scores'><tr><th>graph</th><th>replacement score</th><th>completeness score</th></tr>"
                  f"{rows}</table>", f"<div id='graph'>{graph_svg(doc, link)}</div>"]
     return page(f"graph: {info.path}", "".join(body))
+
+
+def has_dictionaries(run: Path) -> bool:
+    from interp.sae.dictionaries import FOLDER
+
+    return (run / SAE_DIR).is_dir() or (run / FOLDER).is_dir()
 
 
 def graph_link(path: Path) -> str:
