@@ -41,7 +41,10 @@ def test_feature_layers_logs_one_run_for_the_compared_saes(tmp_path):
     out.mkdir(parents=True)
     plt.plot([0, 1]), plt.savefig(out / "specialist_scores.png"), plt.close()
     (out / "feature_layers.html").write_text("<p>page</p>")
+    (out / "summary.json").write_text('{"saes": ["a", "b"]}\n')   # an analysis's data file: saved with the run
     folder = log_analyses(target, [Analysed("feature_layers", out, {}, started=0.0)])
+    saved = folder / "files" / "feature_layers" / "summary.json"
+    assert json.loads(saved.read_text()) == {"saes": ["a", "b"]}
     [record] = offline_runs(tmp_path / "sweep")
     assert record.parent == folder and run_info(record)["job_type"] == "analyze"
     [row] = history(record)
