@@ -25,6 +25,8 @@ def main():
     p.add_argument("--run", required=True, help="a run with one transcoder per layer")
     p.add_argument("--lengths", type=int, nargs="+", default=[32, 64, 128, 256])
     p.add_argument("--repeats", type=int, default=2, help="timed graphs per length (the fastest is reported)")
+    p.add_argument("--cap", type=int, default=8192, help="max_feature_nodes for prompts of --cap-from tokens or more")
+    p.add_argument("--cap-from", type=int, default=256, help="(a dense graph of 256 tokens needs ~20 GB on lm_mix)")
     p.add_argument("--no-probes", action="store_true")
     args = p.parse_args()
 
@@ -37,21 +39,22 @@ def main():
     dm, tok = subject.datamodule, subject.datamodule.tokenizer
     ids = [t for i in range(4) for t in dm.val_ds[i]["tokens"].tolist() if t != tok.eot_id]
     print(f"{args.run}: {len(subject.dictionaries)} transcoders, torch threads {torch.get_num_threads()}")
-    print("| prompt tokens | features | nodes | seconds (build, prune, files) | of which rows |")
-    print("|---|---|---|---|---|")
+    print("| prompt tokens | active features | feature nodes | nodes | seconds (build, prune, files) | of which rows |")
+    print("|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
         for length in args.lengths:
             prompt = tok.decode(ids[:length - 1])   # + the leading [eot]
             best = None
             for _ in range(args.repeats):
                 start = time.perf_counter()
+                cap = args.cap if length >= args.cap_from else None
                 m = graph(subject.model, dm, Path(tmp) / "g", dictionaries=subject.dictionaries, prompt=prompt,
-                          max_prompt_tokens=4096, memory_budget_gb=64)
+                          max_prompt_tokens=4096, memory_budget_gb=64, max_feature_nodes=cap)
                 seconds = time.perf_counter() - start
                 best = min(best or (seconds, m), (seconds, m), key=lambda x: x[0])
             seconds, m = best
-            print(f"| {len(tok.encode(prompt)) + 1} | {m['features']:.0f} | {m['nodes']:.0f} | {seconds:.2f} | "
-                  f"{m['build_s']:.2f} |", flush=True)
+            print(f"| {len(tok.encode(prompt)) + 1} | {m['active_features']:.0f} | {m['features']:.0f} | "
+                  f"{m['nodes']:.0f} | {seconds:.2f} | {m['build_s']:.2f} |", flush=True)
         if args.no_probes:
             return
         probes = builtin_probes()

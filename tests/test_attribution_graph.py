@@ -138,7 +138,7 @@ def test_a_feature_budget_keeps_the_most_influential_features_rows_unchanged():
     rep = replacement(n=14)
     full = graph_of(rep)
     capped = graph_of(rep, max_feature_nodes=10, batch_size=4)
-    assert capped.n_features == 10 < full.n_features
+    assert capped.n_features == 10 < full.n_features == full.n_active == capped.n_active
     kept = [full.feature_node(*capped.features[i].tolist()) for i in range(10)]
     columns = torch.cat([torch.tensor(kept), torch.arange(full.error_start, full.logit_start)])
     assert torch.allclose(capped.adjacency[:10, :len(columns)], full.adjacency[kept][:, columns], atol=1e-5)
@@ -164,7 +164,7 @@ def hand_graph(adjacency: list[list[float]], n_features: int, n_layers: int, n_p
     n = len(A)
     return Graph([f"p{i}" for i in range(n_pos)], list(range(n_pos)), torch.tensor([[0, 0, i] for i in range(n_features)]),
                  torch.ones(n_features), n_layers, list(range(len(probs))), [f"o{i}" for i in range(len(probs))],
-                 torch.tensor(probs), A, torch.zeros(n), torch.zeros(n))
+                 torch.tensor(probs), A, torch.zeros(n), torch.zeros(n), n_features)
 
 
 def test_influence_is_the_power_series_of_the_normalised_graph():

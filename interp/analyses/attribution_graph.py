@@ -156,6 +156,7 @@ def run(model, datamodule, out_dir, *, dictionaries, prompt: str | None = None, 
     write_graph_pt(graph, out_dir / "graph.pt")
     seconds = time.perf_counter() - start
     metrics = {"nodes": float(graph.n_nodes), "features": float(graph.n_features),
+               "active_features": float(graph.n_active),
                "edges": float((graph.adjacency != 0).sum()), "pruned_nodes": float(len(doc["nodes"])),
                "pruned_edges": float(len(doc["links"])), "build_s": t.build_s, "seconds": seconds,
                **{k: v for k, v in full.items()}, **{f"pruned_{k}": v for k, v in pruned.items()}}

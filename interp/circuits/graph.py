@@ -33,6 +33,7 @@ class Graph:
     adjacency: torch.Tensor       # (N, N): rows are targets, columns sources
     values: torch.Tensor          # (N,) each target's input (pre-activation, demeaned logit); 0 for sources
     bias: torch.Tensor            # (N,) each target's input with every source zeroed
+    n_active: int                 # active features on the prompt (more than `features` under a budget)
 
     @property
     def n_features(self) -> int:
@@ -122,9 +123,9 @@ def build_graph(rep: LocalReplacement, prompt_tokens: list[str], logit_strings, 
     most influence on the logits so far (circuit-tracer's ordering) and the others are dropped."""
     L, n_pos = len(rep.transcoders), rep.n_pos
     model = rep.model
-    active = [(layer, *idx) for layer, f in enumerate(rep.features) for idx in f.nonzero().tolist()]
-    feats = torch.tensor(active, dtype=torch.long).reshape(-1, 3)
-    acts = torch.stack([rep.features[layer][p, f] for layer, p, f in active]) if active else torch.zeros(0)
+    nonzero = [f.nonzero() for f in rep.features]   # (n, 2): position, feature; in layer, position order
+    feats = torch.cat([torch.cat([torch.full((len(nz), 1), layer), nz], 1) for layer, nz in enumerate(nonzero)])
+    acts = torch.cat([f[nz[:, 0], nz[:, 1]] for f, nz in zip(rep.features, nonzero)]).detach()
     n_active = len(feats)
 
     logit_ids, logit_probs = salient_logits(rep.logits[-1], max_n_logits, desired_logit_prob, target)
@@ -207,7 +208,7 @@ def build_graph(rep: LocalReplacement, prompt_tokens: list[str], logit_strings, 
     bias = _bias(rep, targets, [("feature", int(i)) for i in kept] + logit_batch)
     node_bias[:len(kept)], node_bias[N - n_logits:] = bias[:len(kept)], bias[len(kept):]
     return Graph(prompt_tokens, rep.tokens[0].tolist(), feats[kept], acts[kept].detach(), L, logit_ids,
-                 list(logit_strings(logit_ids)), logit_probs, adjacency, node_values, node_bias)
+                 list(logit_strings(logit_ids)), logit_probs, adjacency, node_values, node_bias, n_active)
 
 
 @torch.no_grad()
