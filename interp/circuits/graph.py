@@ -11,6 +11,7 @@ error . gradient for an error, embedding . gradient for a token. One backward pa
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import torch
@@ -18,6 +19,9 @@ from tqdm.auto import tqdm
 
 from interp.circuits.replacement import LocalReplacement, pre_activations
 from interp.errors import ConfigError
+
+
+RANK_EVERY = 4   # batches of feature rows between re-rankings by influence (circuit-tracer's update_interval)
 
 
 @dataclass
@@ -134,12 +138,10 @@ def build_graph(rep: LocalReplacement, prompt_tokens: list[str], logit_strings, 
     logit_offsets = b_U[logit_ids] - b_U.mean()
     targets = _Targets(rep, feats, logit_vectors, logit_offsets)
 
-    # Columns: every active feature, the errors, the tokens. Rows: logits first, then features.
-    n_cols = n_active + L * n_pos + n_pos
-    budget = n_active if max_feature_nodes is None else min(max_feature_nodes, n_active)
-    rows = torch.zeros(len(logit_ids) + budget, n_cols)
-    values = torch.zeros(len(logit_ids) + budget)
-    row_node: list[int] = []          # the node (column index; logits after the columns) of each row
+    # Columns: every active feature, the errors, the tokens (then the logits, which are never sources).
+    n_cols, n_logits = n_active + L * n_pos + n_pos, len(logit_ids)
+    capped = max_feature_nodes is not None and max_feature_nodes < n_active
+    budget = max_feature_nodes if capped else n_active
     decoders = [rep.transcoders[layer].W_dec.detach() for layer in range(L)]
     by_layer = [(feats[:, 0] == layer).nonzero()[:, 0] for layer in range(L)]
     scaled_dec = torch.zeros(n_active, model.cfg.d_model)
@@ -149,17 +151,17 @@ def build_graph(rep: LocalReplacement, prompt_tokens: list[str], logit_strings, 
     embed = rep.embed.expand(batch_size, -1, -1).clone().requires_grad_(True)
     captured = rep.forward(batch_size, embed=embed)
 
-    def compute(batch: list[tuple[str, int]], start: int) -> None:
+    def compute(batch: list[tuple[str, int]], out: torch.Tensor, out_values: torch.Tensor) -> None:
+        """Rows of `batch`'s targets into `out` (k, n_cols) and their inputs into `out_values`."""
         vals = targets.values(captured, batch)
         grads = torch.autograd.grad(vals.sum(), [captured.embed, *captured.mlp_out], retain_graph=True,
                                     allow_unused=True)
         k = len(batch)
-        g_embed = grads[0][:k] if grads[0] is not None else torch.zeros(k, n_pos, model.cfg.d_model)
-        out = rows[start:start + k]
-        out[:, n_active + L * n_pos:] = torch.einsum("kpd,pd->kp", g_embed, rep.embed)
+        if grads[0] is not None:
+            out[:, n_active + L * n_pos:] = torch.einsum("kpd,pd->kp", grads[0][:k], rep.embed)
         for layer in range(L):
             g = grads[1 + layer]
-            if g is None:
+            if g is None:   # a layer after every target in the batch
                 continue
             g = g[:k]
             base = n_active + layer * n_pos
@@ -168,46 +170,53 @@ def build_graph(rep: LocalReplacement, prompt_tokens: list[str], logit_strings, 
             for p in feats[idx, 1].unique().tolist():
                 at = idx[feats[idx, 1] == p]
                 out[:, at] = g[:, p] @ scaled_dec[at].T
-        values[start:start + k] = vals.detach()
+        out_values.copy_(vals.detach())
 
-    logit_batch = [("logit", i) for i in range(len(logit_ids))]
-    for s in range(0, len(logit_batch), batch_size):
-        compute(logit_batch[s:s + batch_size], s)
-    row_node += [n_cols + i for i in range(len(logit_ids))]
+    def compute_all(batch, out, out_values, bar=None):
+        for s in range(0, len(batch), batch_size):
+            compute(batch[s:s + batch_size], out[s:s + batch_size], out_values[s:s + batch_size])
+            if bar is not None:
+                bar.update(len(batch[s:s + batch_size]))
 
-    done = torch.zeros(n_active, dtype=torch.bool)
+    logit_batch = [("logit", i) for i in range(n_logits)]
     bar = tqdm(total=budget, desc="attribution rows", unit="feature", disable=not progress)
-    filled = len(logit_ids)
-    while int(done.sum()) < budget:
-        if budget == n_active:   # every feature gets a row: no ordering needed
-            order = (~done).nonzero()[:, 0]
-        else:
-            influence = _partial_influence(rows[:filled], logit_probs, row_node, n_cols)[:n_active]
+    N = budget + L * n_pos + n_pos + n_logits
+    adjacency, node_values = torch.zeros(N, N), torch.zeros(N)
+    if not capped:   # every feature gets a row, in node order: written in place, the columns are the nodes'
+        kept = torch.arange(n_active)
+        compute_all([("feature", i) for i in range(n_active)], adjacency[:n_active, :n_cols],
+                    node_values[:n_active], bar)
+        compute_all(logit_batch, adjacency[N - n_logits:, :n_cols], node_values[N - n_logits:])
+    else:            # rows over every active feature's column, computed in order of influence on the logits
+        rows, values = torch.zeros(n_logits + budget, n_cols), torch.zeros(n_logits + budget)
+        compute_all(logit_batch, rows[:n_logits], values[:n_logits])
+        row_node = [n_cols + i for i in range(n_logits)]   # each row's node (logits after the columns)
+        done = torch.zeros(n_active, dtype=torch.bool)
+        for i in itertools.count():
+            if len(row_node) == n_logits + budget:
+                break
+            if i % RANK_EVERY == 0:   # re-rank by the rows so far every few batches, as circuit-tracer does
+                influence = _partial_influence(rows[:len(row_node)], logit_probs, row_node, n_cols)[:n_active]
             influence[done] = -1.0
-            order = influence.argsort(descending=True)
-        batch = order[:min(batch_size, budget - int(done.sum()))]
-        compute([("feature", int(i)) for i in batch], filled)
-        row_node += batch.tolist()
-        done[batch] = True
-        filled += len(batch)
-        bar.update(len(batch))
+            batch = influence.argsort(descending=True)[:min(batch_size, n_logits + budget - len(row_node))]
+            start = len(row_node)
+            compute([("feature", int(i)) for i in batch], rows[start:start + len(batch)],
+                    values[start:start + len(batch)])
+            row_node += batch.tolist()
+            done[batch] = True
+            bar.update(len(batch))
+        kept = torch.tensor(row_node[n_logits:], dtype=torch.long)
+        source_cols = torch.cat([kept, torch.arange(n_active, n_cols)])
+        adjacency[:budget, :len(source_cols)] = rows[n_logits:, source_cols]
+        adjacency[N - n_logits:, :len(source_cols)] = rows[:n_logits, source_cols]
+        node_values[:budget], node_values[N - n_logits:] = values[n_logits:], values[:n_logits]
+        del rows
     bar.close()
 
-    # The graph over the kept features: [features, errors, tokens, logits]
-    kept = torch.tensor(row_node[len(logit_ids):], dtype=torch.long)
-    n_logits = len(logit_ids)
-    N = len(kept) + L * n_pos + n_pos + n_logits
-    source_cols = torch.cat([kept, torch.arange(n_active, n_cols)])
-    adjacency = torch.zeros(N, N)
-    node_values, node_bias = torch.zeros(N), torch.zeros(N)
-    feature_rows = rows[n_logits:filled][:, source_cols]
-    adjacency[:len(kept), :len(source_cols)] = feature_rows
-    adjacency[N - n_logits:, :len(source_cols)] = rows[:n_logits][:, source_cols]
-    node_values[:len(kept)] = values[n_logits:filled]
-    node_values[N - n_logits:] = values[:n_logits]
+    node_bias = torch.zeros(N)
     bias = _bias(rep, targets, [("feature", int(i)) for i in kept] + logit_batch)
     node_bias[:len(kept)], node_bias[N - n_logits:] = bias[:len(kept)], bias[len(kept):]
-    return Graph(prompt_tokens, rep.tokens[0].tolist(), feats[kept], acts[kept].detach(), L, logit_ids,
+    return Graph(prompt_tokens, rep.tokens[0].tolist(), feats[kept], acts[kept], L, logit_ids,
                  list(logit_strings(logit_ids)), logit_probs, adjacency, node_values, node_bias, n_active)
 
 
