@@ -9,7 +9,7 @@ import pytest
 import torch
 from transformer_lens import HookedTransformer, HookedTransformerConfig
 
-from interp.analyses.attribution_graph import check_budget, parse_features, target_token
+from interp.analyses.attribution_graph import check_length, check_memory, parse_features, target_token
 from interp.circuits.export import graph_html, graph_json
 from interp.circuits.graph import Graph, build_graph
 from interp.circuits.prune import influence, normalized, prune, scores
@@ -256,7 +256,10 @@ def test_targets_features_and_budgets_are_checked_before_any_work():
         with pytest.raises(ConfigError, match="Fix"):
             parse_features([bad], 3, with_value)
     with pytest.raises(ConfigError, match="max_prompt_tokens"):
-        check_budget(300, 4, 32, 256, 4.0)
-    with pytest.raises(ConfigError, match="GB"):
-        check_budget(256, 12, 64, 1000, 4.0)
-    assert check_budget(64, 4, 32, 256, 4.0) < 4.0
+        check_length(300, 256)
+    check_length(256, 256)
+    # lm_mix at 64 tokens: 4 x 64 x 32 active features, about 1.2 GB; at 256 tokens about 18 GB
+    assert check_memory(4 * 64 * 32, 4, 64, None, 4.0) == pytest.approx(4 * (8192 + 330) ** 2 * 4 / 1e9)
+    with pytest.raises(ConfigError, match=r"GB \(34058 nodes: 32768 active features\).*max_feature_nodes"):
+        check_memory(4 * 256 * 32, 4, 256, None, 4.0)
+    assert check_memory(4 * 256 * 32, 4, 256, 8192, 4.0) < 4.0   # under a feature budget

@@ -62,19 +62,26 @@ def target_token(tokenizer, target: str | None) -> int | None:
     return ids[0]
 
 
-def check_budget(n_pos: int, n_layers: int, l0: float, max_prompt_tokens: int, memory_budget_gb: float) -> float:
-    """The adjacency matrix is dense: (features + errors + tokens + logits)^2 floats, features about
-    n_layers * n_pos * L0. Refuse a prompt past either budget before any work."""
+def check_length(n_pos: int, max_prompt_tokens: int) -> None:
     if n_pos > max_prompt_tokens:
         raise ConfigError(f"the prompt is {n_pos} tokens, past max_prompt_tokens={max_prompt_tokens} (time and "
                           "memory grow with the square of the active features, which grow with the prompt). "
                           "Fix: a shorter prompt, or raise max_prompt_tokens= (and memory_budget_gb=).")
-    nodes = n_layers * n_pos * (l0 + 1) + n_pos + 10
-    gb = 3 * nodes ** 2 * 4 / 1e9   # the rows, the graph, and pruning's normalised copy
+
+
+def check_memory(n_active: int, n_layers: int, n_pos: int, max_feature_nodes: int | None,
+                 memory_budget_gb: float) -> float:
+    """GB the graph needs, from the prompt's active features (one forward pass tells them): the dense
+    adjacency and pruning's copies of it (4 N^2 floats) and, under a feature budget, the rows over every
+    active feature. Refused past `memory_budget_gb`, before the backward passes."""
+    kept = n_active if max_feature_nodes is None else min(n_active, max_feature_nodes)
+    nodes = kept + n_layers * n_pos + n_pos + 10
+    rows = 0 if kept == n_active else (kept + 10) * (n_active + n_layers * n_pos + n_pos)
+    gb = (4 * nodes ** 2 + rows) * 4 / 1e9
     if gb > memory_budget_gb:
-        raise ConfigError(f"a graph of this prompt needs about {gb:.1f} GB ({int(nodes)} nodes at L0 ~{l0:.0f}), "
-                          f"past memory_budget_gb={memory_budget_gb}. Fix: a shorter prompt, max_feature_nodes=<N> "
-                          "to keep the most influential features only, or raise memory_budget_gb=.")
+        raise ConfigError(f"a graph of this prompt needs about {gb:.1f} GB ({nodes} nodes: {n_active} active "
+                          f"features), past memory_budget_gb={memory_budget_gb}. Fix: a shorter prompt, "
+                          "max_feature_nodes=<N> to keep the N features of most influence, or raise memory_budget_gb=.")
     return gb
 
 
@@ -110,12 +117,12 @@ def trace(model, tok, dictionaries, prompt: str | None, *, target: str | None = 
             raise ConfigError(f"feature {layer}:{f}@{pos} is outside the graph: the prompt has {tokens.shape[1]} "
                               f"positions (with its leading [eot]) and layer {layer}'s transcoder "
                               f"{transcoders[layer].cfg.d_sae} features. Fix: a position and feature below those.")
-    k = getattr(transcoders[0].cfg, "k", None)
-    check_budget(tokens.shape[1], len(transcoders), float(k or 64), max_prompt_tokens,
-                 memory_budget_gb if max_feature_nodes is None else float("inf"))
+    check_length(tokens.shape[1], max_prompt_tokens)
 
     start = time.perf_counter()
     rep = LocalReplacement(model, transcoders, tokens)
+    check_memory(sum(int((f != 0).sum()) for f in rep.features), len(transcoders), rep.n_pos, max_feature_nodes,
+                 memory_budget_gb)
     names = [tok.decode([t]) for t in tokens[0].tolist()]
     graph = build_graph(rep, names, lambda ids: [tok.decode([i]) for i in ids], target=target_id,
                         max_n_logits=max_n_logits, desired_logit_prob=desired_logit_prob, batch_size=batch_size,
