@@ -341,7 +341,7 @@ def test_an_attribution_graph_through_a_transcoder_per_layer_from_analyze_py(run
                                "prompt=def add(a, b):\\n    return", *options], cwd=REPO, env=train_env,
                               capture_output=True, text=True, timeout=600)
 
-    proc = analyze("node_threshold=0.99", "edge_threshold=0.999")   # 30 steps: weak features; keep more
+    proc = analyze("node_threshold=0.99", "edge_threshold=0.999", "save_graph=true")   # 30 steps: weak features
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = run / "figures" / "attribution_graph"
     doc = json.loads((out / "graph.json").read_text())

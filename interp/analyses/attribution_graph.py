@@ -3,9 +3,9 @@
     python analyze.py run=<transcoder run> analysis=attribution_graph prompt="..." [target=" token"]
 
 Writes into figures/attribution_graph/: graph.json (circuit-tracer's schema, the pruned graph),
-graph.html (an offline view), graph.pt (the full graph's tensors), interventions.json when
-`ablate=` / `clamp=` are given, and summary.md. Metrics: the replacement and completeness scores
-of the full and the pruned graph, node and edge counts, seconds.
+graph.html (an offline view), interventions.json when `ablate=` / `clamp=` are given, summary.md,
+and with `save_graph=true` graph.pt (every tensor of the full graph, for a notebook). Metrics: the
+replacement and completeness scores of the full and the pruned graph, node and edge counts, seconds.
 
 Features are named `layer:feature@position` in `ablate=["1:17@4"]` and `clamp=["1:17@4=3.0"]`
 (the JSON's node ids, `1_17_4`, are accepted too).
@@ -24,7 +24,7 @@ import torch
 from interp.analyses.common.inputs import encode_prompt, require_lm
 from interp.circuits.export import graph_html, graph_json, write_graph_pt
 from interp.circuits.graph import Graph, build_graph
-from interp.circuits.prune import Pruned, prune, scores
+from interp.circuits.prune import Pruned, normalized, prune, scores
 from interp.circuits.replacement import LocalReplacement, transcoders_by_layer
 from interp.errors import ConfigError
 from interp.files import atomic_write_text
@@ -128,17 +128,21 @@ def trace(model, tok, dictionaries, prompt: str | None, *, target: str | None = 
                         max_n_logits=max_n_logits, desired_logit_prob=desired_logit_prob, batch_size=batch_size,
                         max_feature_nodes=max_feature_nodes, progress=progress)
     build_s = time.perf_counter() - start
-    kept = prune(graph, node_threshold, edge_threshold)
+    norm = normalized(graph.adjacency)   # shared by pruning and both scores
+    kept = prune(graph, node_threshold, edge_threshold, norm=norm)
+    full, pruned = scores(graph, norm=norm), scores(graph, kept.nodes, norm=norm)
+    del norm
     doc = graph_json(graph, kept, slug="attribution_graph", scan=scan,
                      transcoders=[sites_of(t).target for t in transcoders], prompt=prompt,
                      node_threshold=node_threshold)
-    return Traced(rep, graph, kept, scores(graph), scores(graph, kept.nodes), doc, interventions, build_s)
+    return Traced(rep, graph, kept, full, pruned, doc, interventions, build_s)
 
 
 def run(model, datamodule, out_dir, *, dictionaries, prompt: str | None = None, target: str | None = None,
         max_n_logits: int = 10, desired_logit_prob: float = 0.95, node_threshold: float = 0.8,
         edge_threshold: float = 0.98, batch_size: int = 64, max_feature_nodes: int | None = None,
-        max_prompt_tokens: int = 256, memory_budget_gb: float = 4.0, ablate=None, clamp=None) -> dict[str, float]:
+        max_prompt_tokens: int = 256, memory_budget_gb: float = 4.0, ablate=None, clamp=None,
+        save_graph: bool = False) -> dict[str, float]:
     require_lm(datamodule, "attribution_graph")
     out_dir = Path(out_dir)
     start = time.perf_counter()
@@ -160,7 +164,8 @@ def run(model, datamodule, out_dir, *, dictionaries, prompt: str | None = None, 
 
     atomic_write_text(out_dir / "graph.json", json.dumps(doc, indent=1) + "\n")
     atomic_write_text(out_dir / "graph.html", graph_html(doc, feature_link))
-    write_graph_pt(graph, out_dir / "graph.pt")
+    if save_graph:   # the full dense graph: N^2 floats (290 MB at 64 tokens on lm_mix), so only when asked
+        write_graph_pt(graph, out_dir / "graph.pt")
     seconds = time.perf_counter() - start
     metrics = {"nodes": float(graph.n_nodes), "features": float(graph.n_features),
                "active_features": float(graph.n_active),
