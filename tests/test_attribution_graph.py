@@ -252,7 +252,7 @@ def test_targets_features_and_budgets_are_checked_before_any_work():
         target_token(_Tok(), "ab")
     assert parse_features(["1:17@4", "2_3_0"], 3, False) == {(1, 4, 17): 0.0, (2, 0, 3): 0.0}
     assert parse_features(["0:5@2=-1.5"], 3, True) == {(0, 2, 5): -1.5}
-    for bad, with_value in (("1:17", False), ("1:17@4", True), ("5:1@0", False)):
+    for bad, with_value in (("1:17", False), ("1:17@4", True), ("5:1@0", False), ("1:2@3=1e", True)):
         with pytest.raises(ConfigError, match="Fix"):
             parse_features([bad], 3, with_value)
     with pytest.raises(ConfigError, match="max_prompt_tokens"):

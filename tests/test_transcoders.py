@@ -354,10 +354,10 @@ def test_an_attribution_graph_through_a_transcoder_per_layer_from_analyze_py(run
 
     top = min(features, key=lambda n: n["influence"])   # cumulative influence: the smallest is the strongest
     layer, f, pos = top["node_id"].split("_")
-    proc = analyze(f"ablate=[{layer}:{f}@{pos}]")
+    proc = analyze(f"ablate=[{layer}:{f}@{pos}]", 'clamp=["0:1@1=2.5"]')
     assert proc.returncode == 0, proc.stderr[-3000:]
     moved = json.loads((out / "interventions.json").read_text())
-    assert moved["features"] == [f"{layer}:{f}@{pos}=0.0"]
+    assert moved["features"] == [f"{layer}:{f}@{pos}=0.0", "0:1@1=2.5"]
     assert any(t["after"] != pytest.approx(t["before"], abs=1e-6) for t in moved["frozen"])
 
     proc = analyze("target= return value")

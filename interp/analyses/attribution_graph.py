@@ -7,8 +7,8 @@ graph.html (an offline view), interventions.json when `ablate=` / `clamp=` are g
 and with `save_graph=true` graph.pt (every tensor of the full graph, for a notebook). Metrics: the
 replacement and completeness scores of the full and the pruned graph, node and edge counts, seconds.
 
-Features are named `layer:feature@position` in `ablate=["1:17@4"]` and `clamp=["1:17@4=3.0"]`
-(the JSON's node ids, `1_17_4`, are accepted too).
+Features are named `layer:feature@position` in `ablate=[1:17@4]` and `'clamp=["1:17@4=3.0"]'` (the
+quotes keep Hydra from reading `=`; the JSON's node ids, `1_17_4`, are accepted too).
 """
 
 from __future__ import annotations
@@ -34,21 +34,29 @@ from interp.sae.sites import sites_of
 _FEATURE = re.compile(r"^\s*(\d+)\s*[:_]\s*(\d+)\s*[@_]\s*(\d+)\s*(?:=\s*(-?[\d.eE+-]+))?\s*$")
 
 
+def _number(text: str) -> float | None:
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
 def parse_features(items, graph_layers: int, with_value: bool) -> dict[tuple[int, int, int], float]:
     """`["L:F@P", ...]` (or `L:F@P=value` when `with_value`) as {(layer, pos, feature): value}."""
     items = [items] if isinstance(items, str) else list(items or [])
     out = {}
     for item in items:
         m = _FEATURE.match(str(item))
-        if m is None or (m.group(4) is None) == with_value:
+        value = _number(m.group(4)) if m is not None and m.group(4) is not None else None
+        if m is None or (value is None) == with_value:
             form = "layer:feature@position=value" if with_value else "layer:feature@position"
-            raise ConfigError(f"{item!r} does not name a feature as {form}. Fix: e.g. "
-                              f"{'clamp' if with_value else 'ablate'}=[\"1:17@4{'=3.0' if with_value else ''}\"].")
+            example = "'clamp=[\"1:17@4=3.0\"]'" if with_value else "ablate=[1:17@4]"
+            raise ConfigError(f"{item!r} does not name a feature as {form}. Fix: e.g. {example}.")
         layer, feature, pos = int(m.group(1)), int(m.group(2)), int(m.group(3))
         if layer >= graph_layers:
             raise ConfigError(f"{item!r}: layer {layer} is past the model's {graph_layers} layers. Fix: a layer "
                               f"below {graph_layers}.")
-        out[layer, pos, feature] = float(m.group(4)) if with_value else 0.0
+        out[layer, pos, feature] = value if with_value else 0.0
     return out
 
 
