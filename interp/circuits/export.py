@@ -86,13 +86,17 @@ def graph_svg(doc: dict, feature_link=None) -> str:
     nodes, links = doc["nodes"], doc["links"]
     n_pos = len(doc["metadata"]["prompt_tokens"])
     rows = max((_row(n) for n in nodes), default=1)   # the logits' row
-    height, width = 80 + rows * _H, 80 + n_pos * _W
-    placed, in_cell = {}, {}
-    for n in nodes:   # nodes of one (layer, position) side by side within its column
-        cell = (_row(n), n["ctx_idx"])
-        i = in_cell[cell] = in_cell.get(cell, -1) + 1
-        placed[n["node_id"]] = (40 + n["ctx_idx"] * _W + (i * 2 * _R) % (_W - 2 * _R),
-                                height - 40 - cell[0] * _H - 4 * ((i * 2 * _R) // (_W - 2 * _R)))
+    cells: dict[tuple[int, int], list[str]] = {}
+    for n in nodes:
+        cells.setdefault((_row(n), n["ctx_idx"]), []).append(n["node_id"])
+    labels = [repr(tok)[1:-1].replace(" ", "·") or "''" for tok in doc["metadata"]["prompt_tokens"]]
+    # each position as wide as its fullest (layer, position) cell and its token, at least _W
+    widths = [max([_W, 7 * len(labels[p]) + 10] + [len(ids) * 2 * _R + 8 for (_, pos), ids in cells.items()
+                                                    if pos == p]) for p in range(n_pos)]
+    left = [40 + sum(widths[:p]) for p in range(n_pos)]
+    height, width = 80 + rows * _H, 80 + sum(widths)
+    placed = {node: (left[pos] + 4 + i * 2 * _R, height - 40 - row * _H)
+              for (row, pos), ids in cells.items() for i, node in enumerate(ids)}
     top = max((abs(link["weight"]) for link in links), default=1.0) or 1.0
     esc = html.escape
     parts = []
@@ -100,7 +104,8 @@ def graph_svg(doc: dict, feature_link=None) -> str:
         (x1, y1), (x2, y2) = placed[link["source"]], placed[link["target"]]
         colour = "#2563eb" if link["weight"] > 0 else "#dc2626"
         parts.append(f'<line x1="{x1:.1f}" y1="{y1:.1f}" x2="{x2:.1f}" y2="{y2:.1f}" stroke="{colour}" '
-                     f'stroke-width="{0.3 + 3 * abs(link["weight"]) / top:.2f}" stroke-opacity="0.55">'
+                     f'stroke-width="{0.3 + 3 * abs(link["weight"]) / top:.2f}" '
+                     f'stroke-opacity="{0.08 + 0.7 * abs(link["weight"]) / top:.2f}">'
                      f'<title>{esc(link["source"])} → {esc(link["target"])}: {link["weight"]:+.4g}</title></line>')
     fill = {"cross layer transcoder": "#f59e0b", "mlp reconstruction error": "#9ca3af", "embedding": "#10b981",
             "logit": "#8b5cf6"}
@@ -120,9 +125,9 @@ def graph_svg(doc: dict, feature_link=None) -> str:
             layer, feature = int(n["layer"]), int(n["node_id"].split("_")[1])
             href = feature_link(layer, feature)
         parts.append(f'<a href="{esc(href)}">{circle}</a>' if href else circle)
-    for pos, tok in enumerate(doc["metadata"]["prompt_tokens"]):
-        parts.append(f'<text x="{40 + pos * _W}" y="{height - 12}" font-size="11" text-anchor="start">'
-                     f'{esc(tok)}</text>')
+    for pos, label in enumerate(labels):   # whitespace made visible: · for a space, \n for a newline
+        parts.append(f'<text x="{left[pos]}" y="{height - 12}" font-size="11" font-family="monospace">'
+                     f'{esc(label)}</text>')
     for row in range(rows + 1):
         label = "emb" if row == 0 else ("logits" if row == rows else f"L{row - 1}")
         parts.append(f'<text x="4" y="{height - 36 - row * _H}" font-size="10" fill="#555">{label}</text>')
