@@ -350,7 +350,8 @@ def test_an_attribution_graph_through_a_transcoder_per_layer_from_analyze_py(run
     assert 0 < results["pruned_nodes"] < results["nodes"] and results["features"] > 0
     features = [n for n in doc["nodes"] if n["feature_type"] == "cross layer transcoder"]
     assert features and {n["layer"] for n in doc["nodes"]} >= {"E", "3"}   # tokens, logits (layer 2 + 1)
-    assert "replacement score" in proc.stdout and (out / "graph.html").is_file() and (out / "graph.pt").is_file()
+    assert "replacement score" in proc.stdout and (out / "graph.pt").is_file()
+    assert "top in " in (out / "graph.html").read_text()   # a feature's top contexts, on hover
 
     top = min(features, key=lambda n: n["influence"])   # cumulative influence: the smallest is the strongest
     layer, f, pos = top["node_id"].split("_")

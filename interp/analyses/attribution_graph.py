@@ -150,7 +150,7 @@ def run(model, datamodule, out_dir, *, dictionaries, prompt: str | None = None, 
         max_n_logits: int = 10, desired_logit_prob: float = 0.95, node_threshold: float = 0.8,
         edge_threshold: float = 0.98, batch_size: int = 64, max_feature_nodes: int | None = None,
         max_prompt_tokens: int = 256, memory_budget_gb: float = 4.0, ablate=None, clamp=None,
-        save_graph: bool = False) -> dict[str, float]:
+        save_graph: bool = False, examples: int = 3, examples_tokens: int = 20_000) -> dict[str, float]:
     require_lm(datamodule, "attribution_graph")
     out_dir = Path(out_dir)
     start = time.perf_counter()
@@ -171,7 +171,8 @@ def run(model, datamodule, out_dir, *, dictionaries, prompt: str | None = None, 
         return None
 
     atomic_write_text(out_dir / "graph.json", json.dumps(doc, indent=1) + "\n")
-    atomic_write_text(out_dir / "graph.html", graph_html(doc, feature_link))
+    notes = top_contexts(model, datamodule, t.rep.transcoders, doc, examples, examples_tokens) if examples else None
+    atomic_write_text(out_dir / "graph.html", graph_html(doc, feature_link, notes))
     if save_graph:   # the full dense graph: N^2 floats (290 MB at 64 tokens on lm_mix), so only when asked
         write_graph_pt(graph, out_dir / "graph.pt")
     seconds = time.perf_counter() - start
@@ -197,6 +198,33 @@ def run(model, datamodule, out_dir, *, dictionaries, prompt: str | None = None, 
         metrics["intervention_kl_frozen"] = result["kl_frozen"]
     atomic_write_text(out_dir / "summary.md", "\n".join(lines) + "\n")
     return metrics
+
+
+@torch.no_grad()
+def top_contexts(model, datamodule, transcoders: list, doc: dict, k: int, max_tokens: int) -> dict[str, str]:
+    """{feature node id: its `k` top activating contexts in the first `max_tokens` validation tokens}, for
+    the view's tooltips: one pass per layer over the features the pruned graph keeps (the dashboard's pass)."""
+    from interp.features.dashboard import collect
+
+    tok = datamodule.tokenizer
+    nodes: dict[tuple[int, int], list[str]] = {}   # (layer, feature) -> its nodes (one per position it fires at)
+    for n in doc["nodes"]:
+        if n["feature_type"] == "cross layer transcoder":
+            layer, feature, _ = map(int, n["node_id"].split("_"))
+            nodes.setdefault((layer, feature), []).append(n["node_id"])
+    notes: dict[str, str] = {}
+    for layer in sorted({layer for layer, _ in nodes}):
+        features = sorted(f for lay, f in nodes if lay == layer)
+        collector, corpus = collect(model, transcoders[layer], datamodule.val_dataloader(), features, k=k,
+                                    n_samples=1, max_tokens=max_tokens)
+        for col, f in enumerate(features):
+            shown = []
+            for value, loc in zip(*(x.tolist() for x in collector.top.of(col))):
+                window, _, _ = corpus.context(loc, 8, 0)
+                shown.append(f"{value:.2f}: {tok.decode(window[:-1].tolist())}[[{tok.decode(window[-1:].tolist())}]]")
+            if shown:
+                notes |= {node: f"top in {collector.n_tokens} tokens: " + " | ".join(shown) for node in nodes[layer, f]}
+    return notes
 
 
 def intervention_report(rep: LocalReplacement, values: dict, graph, tok) -> dict:

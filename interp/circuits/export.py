@@ -79,10 +79,11 @@ def _row(node: dict) -> int:
     return int(node["layer"]) + (node["feature_type"] != "logit")
 
 
-def graph_svg(doc: dict, feature_link=None) -> str:
+def graph_svg(doc: dict, feature_link=None, notes: dict[str, str] | None = None) -> str:
     """The graph as one SVG: tokens along the bottom, layers up to the logits, edges blue (positive) and
     red (negative) with width by weight, a tooltip on every node and edge. `feature_link(layer, feature)`
-    gives a feature's page (its dashboard) or None. Every string from the graph is escaped; no script."""
+    gives a feature's page (its dashboard) or None; `notes` {node id: text} adds to a node's tooltip (e.g. a
+    feature's top activating contexts). Every string from the graph is escaped; no script."""
     nodes, links = doc["nodes"], doc["links"]
     n_pos = len(doc["metadata"]["prompt_tokens"])
     rows = max((_row(n) for n in nodes), default=1)   # the logits' row
@@ -118,6 +119,8 @@ def graph_svg(doc: dict, feature_link=None) -> str:
             tip.append(f"cumulative influence {n['influence']:.3f}")
         if n["clerp"]:
             tip.append(n["clerp"])
+        if notes and n["node_id"] in notes:
+            tip.append(notes[n["node_id"]])
         circle = (f'<circle cx="{x:.1f}" cy="{y:.1f}" r="{_R}" fill="{fill.get(n["feature_type"], "#000")}">'
                   f'<title>{esc(" · ".join(tip))}</title></circle>')
         href = None
@@ -138,7 +141,7 @@ LEGEND = ("Features orange, errors grey, tokens green, logits purple; edges blue
           "Hover for values.")
 
 
-def graph_html(doc: dict, feature_link=None) -> str:
+def graph_html(doc: dict, feature_link=None, notes: dict[str, str] | None = None) -> str:
     """A self-contained page of the graph (graph_svg) with its prompt and size."""
     esc = html.escape
     meta = doc["metadata"]
@@ -148,7 +151,7 @@ def graph_html(doc: dict, feature_link=None) -> str:
             'svg{border:1px solid #ddd;background:#fff}</style></head><body>'
             f'<h1 style="font-size:1.2rem">{esc(title)}</h1>'
             f'<p>{len(doc["nodes"])} nodes, {len(doc["links"])} edges kept (node threshold '
-            f'{meta["node_threshold"]}). {LEGEND}</p>{graph_svg(doc, feature_link)}</body></html>\n')
+            f'{meta["node_threshold"]}). {LEGEND}</p>{graph_svg(doc, feature_link, notes)}</body></html>\n')
 
 
 def write_graph_pt(graph: Graph, path) -> None:
