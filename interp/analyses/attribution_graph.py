@@ -24,7 +24,7 @@ import torch
 from interp.analyses.common.inputs import encode_prompt, require_lm
 from interp.circuits.export import graph_html, graph_json, write_graph_pt
 from interp.circuits.graph import Graph, build_graph
-from interp.circuits.prune import Pruned, normalized, prune, scores
+from interp.circuits.prune import Pruned, check_thresholds, normalized, prune, scores
 from interp.circuits.replacement import LocalReplacement, transcoders_by_layer
 from interp.errors import ConfigError
 from interp.files import atomic_write_text
@@ -113,10 +113,8 @@ def trace(model, tok, dictionaries, prompt: str | None, *, target: str | None = 
           progress: bool = True) -> Traced:
     """Every input checked first (ConfigError), then the graph of `prompt` through `dictionaries`."""
     transcoders = transcoders_by_layer(model, dictionaries)
-    if prompt is None:
-        raise ConfigError("an attribution graph is of one prompt. Fix: prompt=\"some text\" (quote it for the "
-                          "shell).")
-    tokens = encode_prompt(prompt, tok, context_length(model))
+    check_thresholds(node_threshold, edge_threshold)
+    tokens = encode_prompt(prompt, tok, context_length(model))   # None or blank: "the prompt is empty"
     target_id = target_token(tok, target)
     interventions = {**parse_features(ablate, len(transcoders), False),
                      **parse_features(clamp, len(transcoders), True)}

@@ -53,6 +53,12 @@ def threshold(scores: torch.Tensor, fraction: float) -> torch.Tensor:
     return ordered[at]
 
 
+def check_thresholds(node_threshold: float, edge_threshold: float) -> None:
+    for name, value in (("node_threshold", node_threshold), ("edge_threshold", edge_threshold)):
+        if not 0.0 <= value <= 1.0:
+            raise ConfigError(f"{name}={value} is not a fraction. Fix: {name}=<a number between 0 and 1>.")
+
+
 @dataclass
 class Pruned:
     nodes: torch.Tensor        # (N,) bool: kept nodes
@@ -67,9 +73,7 @@ def prune(graph: Graph, node_threshold: float = 0.8, edge_threshold: float = 0.9
     then the edges holding `edge_threshold` of the edge influence among them; drop feature and error nodes
     left without outgoing edges and features left without incoming ones, until nothing changes.
     `norm`: normalized(graph.adjacency), when the caller has it."""
-    for name, value in (("node_threshold", node_threshold), ("edge_threshold", edge_threshold)):
-        if not 0.0 <= value <= 1.0:
-            raise ConfigError(f"{name}={value} is not a fraction. Fix: {name}=<a number between 0 and 1>.")
+    check_thresholds(node_threshold, edge_threshold)
     w = logit_weights(graph)
     norm = normalized(graph.adjacency) if norm is None else norm
     node_influence = influence(norm, w)
