@@ -329,19 +329,17 @@ def test_transcoder_sites_in_the_wrong_order_or_of_other_widths_are_one_error(ru
 
 @pytest.mark.slow
 def test_an_attribution_graph_through_a_transcoder_per_layer_from_analyze_py(run_train, mlp_base, train_env):
-    """Both layers' skip transcoders from one pass, then analyze.py's graph, an intervention on its most
-    influential feature, and a bad target: what a user runs (tests/test_attribution_graph.py checks the maths)."""
+    """Both layers' skip transcoders from one pass, then analyze.py's graph with an intervention (one call: each
+    costs a process), then the explorer's graph page over HTTP and in Chromium. The maths, the budget and the
+    bad-input errors are tested in-process in tests/test_attribution_graph.py."""
     run = mlp_base / "tcs"
     run_train(*SAE_FAST_COMMON, "sae=transcoder", "sae.hook=blocks.*.ln2.hook_normalized",
               "sae.target_hook=blocks.*.hook_mlp_out", "sae.k=8", "trainer.max_steps=30",
               f"base_run={mlp_base / 'base'}", f"sae.cache.root={mlp_base / 'cache'}", run_dir=run)
-
-    def analyze(*options):
-        return subprocess.run([sys.executable, "analyze.py", f"run={run}", "analysis=attribution_graph",
-                               "prompt=def add(a, b):\\n    return", *options], cwd=REPO, env=train_env,
-                              capture_output=True, text=True, timeout=600)
-
-    proc = analyze("node_threshold=0.99", "edge_threshold=0.999", "save_graph=true")   # 30 steps: weak features
+    proc = subprocess.run([sys.executable, "analyze.py", f"run={run}", "analysis=attribution_graph",
+                           "prompt=def add(a, b):\\n    return", "node_threshold=0.99", "edge_threshold=0.999",
+                           "save_graph=true", "ablate=[1:3@2]", 'clamp=["0:1@1=2.5"]'], cwd=REPO, env=train_env,
+                          capture_output=True, text=True, timeout=600)   # 30 steps: weak features, so keep more
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = run / "figures" / "attribution_graph"
     doc = json.loads((out / "graph.json").read_text())
@@ -352,18 +350,9 @@ def test_an_attribution_graph_through_a_transcoder_per_layer_from_analyze_py(run
     assert features and {n["layer"] for n in doc["nodes"]} >= {"E", "3"}   # tokens, logits (layer 2 + 1)
     assert "replacement score" in proc.stdout and (out / "graph.pt").is_file()
     assert "top in " in (out / "graph.html").read_text()   # a feature's top contexts, on hover
-
-    top = min(features, key=lambda n: n["influence"])   # cumulative influence: the smallest is the strongest
-    layer, f, pos = top["node_id"].split("_")
-    proc = analyze(f"ablate=[{layer}:{f}@{pos}]", 'clamp=["0:1@1=2.5"]')
-    assert proc.returncode == 0, proc.stderr[-3000:]
     moved = json.loads((out / "interventions.json").read_text())
-    assert moved["features"] == [f"{layer}:{f}@{pos}=0.0", "0:1@1=2.5"]
+    assert moved["features"] == ["1:3@2=0.0", "0:1@1=2.5"]
     assert any(t["after"] != pytest.approx(t["before"], abs=1e-6) for t in moved["frozen"])
-
-    proc = analyze("target= return value")
-    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
-    assert "a logit node is one token" in proc.stderr and "Fix:" in proc.stderr
 
     # the explorer: the same graph from a prompt box, over HTTP and in Chromium
     from starlette.testclient import TestClient
