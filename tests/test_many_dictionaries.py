@@ -287,3 +287,62 @@ def test_a_dictionary_that_stopped_is_a_failed_row_of_the_comparison(tmp_path):
         "run/blocks.0.hook_resid_post", DONE, 2.0, 6)
     assert (second.status, second.error) == (FAILED, "SAE loss became nan at step 4")
     assert second.params["sae.hook"] == "blocks.1.hook_resid_post" and "val/mse/blocks.0.hook_resid_post" not in first.metrics
+
+
+@pytest.mark.slow
+def test_an_attribution_graph_through_the_transcoders_of_one_pass_from_analyze_py(runs, train_env):
+    """The run of both layers' skip transcoders (one pass), then analyze.py's graph with an intervention (one call: each
+    costs a process), then the explorer's graph page over HTTP and in Chromium. The maths, the budget and the
+    bad-input errors are tested in-process in tests/test_attribution_graph.py."""
+    run = runs / "transcoders"
+    proc = subprocess.run([sys.executable, "analyze.py", f"run={run}", "analysis=attribution_graph",
+                           "prompt=def add(a, b):\\n    return", "node_threshold=1.0", "edge_threshold=1.0",
+                           "save_graph=true", "ablate=[1:3@2]", 'clamp=["0:1@1=2.5"]'], cwd=REPO, env=train_env,
+                          capture_output=True, text=True, timeout=600)   # a short run: weak features, so keep them all
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = run / "figures" / "attribution_graph"
+    doc = json.loads((out / "graph.json").read_text())
+    results = json.loads((out / "results.json").read_text())
+    assert 0 <= results["pruned_replacement_score"] <= results["replacement_score"] <= 1
+    assert 0 < results["pruned_nodes"] < results["nodes"] and results["features"] > 0
+    features = [n for n in doc["nodes"] if n["feature_type"] == "cross layer transcoder"]
+    assert features and {n["layer"] for n in doc["nodes"]} >= {"E", "3"}   # tokens, logits (layer 2 + 1)
+    assert "replacement score" in proc.stdout and (out / "graph.pt").is_file()
+    assert "top in " in (out / "graph.html").read_text()   # a feature's top contexts, on hover
+    moved = json.loads((out / "interventions.json").read_text())
+    assert moved["features"] == ["1:3@2=0.0", "0:1@1=2.5"]
+    assert any(t["after"] != pytest.approx(t["before"], abs=1e-6) for t in moved["frozen"])
+
+    # the explorer: the same graph from a prompt box, over HTTP and in Chromium
+    from starlette.testclient import TestClient
+
+    from interp.explorer.app import create_app
+
+    client = TestClient(create_app([runs]))
+    page = client.post("/graph", data={"path": str(run), "prompt": "<script>alert(1)</script> def f(x):"})
+    assert page.status_code == 200, page.text[-2000:]
+    assert page.text.count("<circle") > 5 and "id='scores'" in page.text
+    assert "<script>alert" not in page.text and "&lt;script&gt;alert(1)" in page.text
+    bad = client.post("/graph", data={"path": str(run), "prompt": "def f(x):", "target": " return value"})
+    assert bad.status_code == 400 and "one token" in bad.text
+    assert "id='graph-link'" in client.get("/run", params={"path": str(run)}).text
+
+    from test_explorer import CHROMIUM, browser_or_skip, explorer
+
+    sync_playwright = browser_or_skip()
+    with explorer(train_env, runs) as url, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        tab = browser.new_page(viewport={"width": 1300, "height": 900})
+        tab.set_default_timeout(300_000)
+        refused = []
+        tab.on("console", lambda m: refused.append(m.text) if "Content Security Policy" in m.text else None)
+        tab.goto(f"{url}run?path={run}")
+        with tab.expect_navigation():
+            tab.click("#graph-link")
+        tab.fill("textarea[name=prompt]", "def add(a, b):\n    return")
+        with tab.expect_navigation():
+            tab.click("button[type=submit]")
+        tab.wait_for_selector("#graph svg circle")
+        assert tab.locator("#graph svg circle").count() > 5 and tab.locator("#scores tr").count() == 3
+        assert tab.locator("#graph svg text").first.text_content() != "" and refused == [], refused
+        browser.close()
