@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from conftest import REPO
+from conftest import REPO, SAE_FAST_COMMON
 
 PROMPT = "def add(a, b):\n    return a + b"
 CHROMIUM = "/usr/bin/chromium"
@@ -43,6 +43,15 @@ def roots(tmp_path_factory, run_train):
     shutil.copy(run / "config.yaml", sweep / "0" / "config.yaml")
     (sweep / "comparison.html").write_text("<html>comparison</html>")
     return outputs, multirun, run, proc.stdout
+
+
+@pytest.fixture(scope="module")
+def sae_run(roots, run_train):
+    """A run of two TopK SAEs (each block's resid_post, one pass) on the trained run, under outputs/."""
+    run = roots[0] / "2026-01-01" / "12-00-00_saes"
+    run_train(*SAE_FAST_COMMON, f"base_run={roots[2]}", "sae=topk", "sae.k=4", "sae.hook=blocks.*.hook_resid_post",
+              "logger=none", run_dir=run)
+    return run
 
 
 @pytest.fixture(scope="module")
@@ -113,7 +122,7 @@ def test_prompt_endpoints_give_attention_pca_and_topk(client, roots):
     assert topk[0]["actual_next"] == tokens[1] and topk[-1]["actual_next"] is None
     assert "no SAE" in views["sae_features"]["reason"] and "LSTM" in views["lstm"]["reason"]
     html = client.get("/run", params={"path": str(run), "prompt": PROMPT}).text
-    assert "id='attention'" in html and "class='topk'" in html and "plotly.min.js" in html
+    assert 'id="attention"' in html and 'class="topk"' in html and "plotly.min.js" in html
 
 
 @pytest.mark.slow
@@ -145,8 +154,8 @@ def test_hostile_parameters_on_a_trained_run_are_escaped_or_refused(client, root
     run = str(roots[2])
     layer = client.get("/run", params={"path": run, "prompt": "a", "layer": "abc"})
     assert_answered(layer, status=400)
-    assert "layer must be an integer from 0 to 1 (this model has 2 layers); got &#x27;abc&#x27;." in layer.text
-    assert "name='prompt'" in layer.text   # the form is still there, to fix the value
+    assert "layer must be an integer from 0 to 1 (this model has 2 layers); got &#39;abc&#39;." in layer.text
+    assert 'name="prompt"' in layer.text   # the form is still there, to fix the value
     for name, says in (("layer", "from 0 to 1"), ("head", "from 0 to 3"), ("k", "from 1 to 50")):
         for value in (*PAYLOADS, "\0", "-1", "1e9", "9" * 5000, LONG[:5000], "2" if name == "layer" else "51"):
             params = {"path": run, "prompt": "a", name: value}
@@ -162,7 +171,7 @@ def test_hostile_parameters_on_a_trained_run_are_escaped_or_refused(client, root
     for r in (client.get("/run", params={"path": run, "prompt": prompt}),
               client.post("/run", data={"path": run, "prompt": prompt, "layer": "1", "head": "2", "k": "3"})):
         assert_answered(r, PAYLOADS + [prompt], 200)
-        assert "id='attention'" in r.text and "&lt;/textarea&gt;&lt;script&gt;" in r.text
+        assert 'id="attention"' in r.text and "&lt;/textarea&gt;&lt;script&gt;" in r.text
     views = client.post("/api/prompt", json={"path": run, "prompt": prompt, "layer": 1, "head": 2, "k": 3})
     assert views.status_code == 200 and "".join(views.json()["tokens"]).endswith(prompt)
 
@@ -206,9 +215,134 @@ def test_static_index_links_files_relatively(roots, tmp_path):
     outputs, multirun, _, _ = roots
     index = write_index(tmp_path / "index.html", [outputs, multirun])
     html = index.read_text()
-    links = re.findall(r"href='([^']+)'", html)
+    links = re.findall(r'href="([^"#]+)"', html)
     assert any(link.endswith("block_0_grid.png") for link in links) and "/run?" not in html
     assert all((index.parent / link).is_file() for link in links), links
+
+
+def loaded_saes(run: Path):
+    from interp.runs import load_run
+
+    loaded = load_run(run)
+    return loaded, loaded.saes
+
+
+@pytest.mark.slow
+def test_feature_list_and_pages_are_built_on_demand_cached_in_the_run_and_reread(client, roots, sae_run):
+    from interp.explorer.app import create_app
+    from interp.sae.harvest import feature_acts
+    from starlette.testclient import TestClient
+
+    assert not (sae_run / "explorer").exists()   # no precomputed dashboard or cache
+    names = ["blocks.0.hook_resid_post", "blocks.1.hook_resid_post"]
+    listing = client.get("/api/features", params={"path": str(sae_run), "dict": names[1]}).json()
+    rows = listing["rows"]
+    assert listing["label"] == names[1] and listing["d_sae"] == len(listing["densities"]) > len(rows) > 0
+    assert [r["max"] for r in rows] == sorted((r["max"] for r in rows), reverse=True)   # sort=max, the default
+    assert listing["dead"] == sum(d == 0 for d in listing["densities"]) and listing["build_s"] > 0
+    assert list((sae_run / "explorer").glob("*.pt")), "the statistics are kept in the run"
+    by_density = client.get("/api/features", params={"path": str(sae_run), "dict": names[1], "sort": "density",
+                                                     "n": 5}).json()["rows"]
+    assert len(by_density) == 5 and by_density[0]["density"] == max(listing["densities"])
+    html = client.get("/features", params={"path": str(sae_run)}).text   # the first dictionary by default
+    assert f'<option selected>{names[0]}</option>' in html and 'class="sortable"' in html
+
+    top = rows[0]
+    page = client.get("/api/feature", params={"path": str(sae_run), "dict": names[1], "feature": top["feature"]}).json()
+    assert page["page"]["max"] == pytest.approx(top["max"]) and page["page"]["cached"] is False
+    assert page["page"]["top"][0]["value"] == pytest.approx(top["max"], rel=1e-3)
+    assert "loss_delta" in page["page"] and len(page["page"]["hist"]) == len(page["page"]["hist_edges"]) - 1
+    # independently: the feature's activation on the strongest context's own tokens, at the outlined token
+    loaded, saes = loaded_saes(sae_run)
+    ctx = page["page"]["top"][0]
+    tokens = torch.tensor([ctx["ids"]])
+    acts = feature_acts(loaded.model, saes[names[1]], tokens)[0, :, top["feature"]]
+    assert acts.max().item() > 0 and (ctx["acts"][ctx["at"]] > 0)
+    again = client.get("/feature", params={"path": str(sae_run), "dict": names[1], "feature": top["feature"]})
+    assert again.status_code == 200 and "from the cache" in again.text and 'class="ctx"' in again.text
+    # the run's feature study (the `features` analysis) joins the list; a fresh explorer (a restart) reads
+    # the statistics from the run instead of building them again
+    from interp.analyses import features
+    from interp.targets import subject_of
+
+    study_dir = sae_run / "figures" / "features" / names[1]
+    features.run(loaded.model, subject_of(loaded).datamodule, study_dir, sae=saes[names[1]], per_category=8)
+    study = __import__("json").loads((study_dir / "features.json").read_text())
+    fresh = TestClient(create_app([roots[0], roots[1]]))
+    again = fresh.get("/api/features", params={"path": str(sae_run), "dict": names[1], "sort": "specialist"}).json()
+    assert again["build_s"] == 0 and again["has_specialist"]
+    best = {s["feature"] for s in study["specialists"].values()}
+    assert again["rows"][0]["feature"] in best and again["rows"][0]["specialist"]
+    assert [s["category"] for s in again["study"]["specialists"]] == list(study["specialists"])
+    assert 'id="specialists"' in fresh.get("/features", params={"path": str(sae_run), "dict": names[1]}).text
+    for params, says in (({"dict": "nope", "feature": 1}, "no dictionary 'nope'; it has " + ", ".join(names)),
+                         ({"dict": names[0], "feature": 10 ** 6}, "out of range"),
+                         ({"dict": names[0]}, "no feature given"), ({"dict": names[0], "feature": "x"}, "integer")):
+        r = client.get("/api/feature", params={"path": str(sae_run), **params})
+        assert r.status_code == 400 and says in r.json()["error"], (params, r.text)
+    assert "sort=" in client.get("/features", params={"path": str(sae_run), "sort": "<b>"}).text
+
+
+@pytest.mark.slow
+def test_search_by_text_shows_every_dictionary_and_matches_their_encoders(client, roots, sae_run):
+    from interp.sae.harvest import feature_acts
+
+    r = client.get("/api/search", params={"path": str(sae_run), "prompt": PROMPT, "top": 2})
+    assert r.status_code == 200, r.text
+    found = r.json()
+    loaded, saes = loaded_saes(sae_run)
+    tokens = torch.tensor([[loaded.tokenizer.eot_id] + loaded.tokenizer.encode(PROMPT)])
+    assert found["labels"] == list(saes) and found["tokens"] == expected_tokens(roots[2])
+    for name, sae in saes.items():   # each dictionary's own encoder, one at a time
+        acts = feature_acts(loaded.model, sae, tokens)[0]
+        for cell, row in zip(found["features"][name], acts):
+            want = [f for f in row.topk(2).indices.tolist() if row[f] > 0]
+            assert [f["feature"] for f in cell["features"]] == want and cell["n_active"] == int((row > 0).sum())
+    html = client.get("/search", params={"path": str(sae_run), "prompt": "<b>x</b>"}).text
+    assert "&lt;b&gt;x&lt;/b&gt;" in html and "<b>x</b>" not in html and "/feature?path=" in html
+    assert "empty" in client.get("/api/search", params={"path": str(sae_run), "prompt": ""}).json()["error"]
+
+
+@pytest.mark.slow
+def test_steering_playground_is_the_steer_analysis_and_ablation_moves_what_fires(client, sae_run, tmp_path):
+    from interp.analyses import steer
+    from interp.targets import subject_of
+
+    name = "blocks.1.hook_resid_post"
+    top = client.get("/api/features", params={"path": str(sae_run), "dict": name}).json()["rows"][0]["feature"]
+    params = {"path": str(sae_run), "dict": name, "feature": str(top), "scale": "30", "prompt": PROMPT, "tokens": "8"}
+    got = client.get("/api/steer", params=params).json()
+    loaded, saes = loaded_saes(sae_run)
+    subject = subject_of(loaded)
+    steer.run(loaded.model, subject.datamodule, tmp_path, sae=saes[name], feature=top, scale=30.0, prompt=PROMPT,
+              max_new_tokens=8)
+    want = __import__("json").loads((tmp_path / "steer.json").read_text())
+    assert (got["without"], got["with"]) == (want["without"], want["with"])
+    fires = max(got["acts"][0]) > 0
+    assert (got["ablation"]["kl"] > 0) == fires and len(got["ablation"]["up"]) == 10
+    two = client.get("/api/steer", params={**params, "feature": f"{top}, {top + 1}"}).json()
+    assert two["features"] == [top, top + 1] and len(two["acts"]) == 2
+    for value, says in (("x", "not a feature index"), ("", "no feature given"), ("99999", "not a feature index")):
+        r = client.get("/api/steer", params={**params, "feature": value})
+        assert r.status_code == 400 and says in r.json()["error"]
+    r = client.get("/steer", params={**params, "scale": "nan"})
+    assert r.status_code == 400 and "scale must be a number" in r.text
+    assert client.get("/steer", params={"path": str(sae_run)}).status_code == 200   # the empty form
+
+
+@pytest.mark.slow
+def test_sweep_page_lists_jobs_and_opens_two_runs_side_by_side(client, roots):
+    outputs, multirun, run, _ = roots
+    sweep = multirun / "2026-01-02" / "09-00-00_sweep"
+    page = client.get("/sweep", params={"path": str(sweep)})
+    assert page.status_code == 200 and 'src="/file?path=' in page.text and "comparison.html" in page.text
+    assert client.get("/", params={}).text.count('href="/sweep?path=') == 1
+    assert client.get("/sweep", params={"path": str(outputs)}).status_code == 404
+    pair = client.get("/compare", params={"a": str(run), "b": str(run), "prompt": "<i>hi</i>"})
+    assert pair.status_code == 200 and pair.text.count("<iframe") == 2 and "embed=1" in pair.text
+    assert "<i>hi</i>" not in pair.text
+    embedded = client.get("/run", params={"path": str(run), "prompt": "hi", "embed": "1"}).text
+    assert 'class="bar"' not in embedded and 'id="attention"' in embedded
 
 
 def test_views_fit_lstm_kgram_and_arithmetic_models(tmp_path):
@@ -236,7 +370,8 @@ def test_views_fit_lstm_kgram_and_arithmetic_models(tmp_path):
     share = kgram["kgram"]["data"]["share"]
     assert kgram["kgram"]["data"]["slots"] == ["t-2", "t-1", "t-0"] and len(share[0]) == n
     assert all(abs(sum(col) - 1) < 1e-4 for col in zip(*share))
-    # A pretrained SAE (SAELens folder) given to the explorer, on the LSTM's last layer; dashboards linked.
+    # A pretrained SAE (SAELens folder) given to the explorer, on the LSTM's last layer: each feature
+    # links to its page under the dictionary's label (its hook).
     from sae_lens import StandardSAE, StandardSAEConfig
 
     from interp.explorer.views import Models
@@ -244,17 +379,13 @@ def test_views_fit_lstm_kgram_and_arithmetic_models(tmp_path):
     sae = StandardSAE(StandardSAEConfig(d_in=16, d_sae=64))
     sae.cfg.metadata.hook_name = "blocks.1.hook_hidden"
     sae.save_model(tmp_path / "sae_run" / "sae")
-    (tmp_path / "sae_run" / "figures" / "dashboard").mkdir(parents=True)
     models = Models(sae={"path": str(tmp_path / "sae_run" / "sae")})
     with_sae = models.with_sae(loaded({"arch": "lstm", "d_vocab": 512, "d_embed": 8, "d_hidden": 16, "n_layers": 2,
                                        "dropout": 0.0}, tok))
     assert with_sae.run.sae.cfg.d_sae == 64
     features = prompt_views(with_sae, PROMPT)["sae_features"]["data"]
-    top = max((f for row in features["tokens"] for f in row["features"]), key=lambda f: f["act"])
-    (tmp_path / "sae_run" / "figures" / "dashboard" / f"feature_{top['feature']}.html").write_text("<html></html>")
-    linked = prompt_views(with_sae, PROMPT)["sae_features"]["data"]
-    assert features["hook"] == "blocks.1.hook_hidden" and len(features["tokens"]) == n
-    assert any(f["dashboard"] and f["feature"] == top["feature"] for row in linked["tokens"] for f in row["features"])
+    assert features["hook"] == "blocks.1.hook_hidden" and features["label"] == "blocks.1.hook_hidden"
+    assert len(features["tokens"]) == n and any(row["features"] for row in features["tokens"])
     misfit = models.with_sae(loaded({"arch": "kgram", "d_vocab": 512, "k": 3, "d_embed": 8, "d_hidden": 16}, tok))
     assert "does not fit this model" in prompt_views(misfit, PROMPT)["sae_features"]["reason"]
 
@@ -311,15 +442,15 @@ def explorer(env: dict, *roots: Path):
 
 
 @pytest.mark.slow
-def test_browser_lists_runs_and_renders_a_prompt(roots, train_env):
-    from interp.explorer import pages
+def test_browser_lists_runs_and_renders_a_prompt(roots, sae_run, train_env):
+    from interp.data.tokenizer import visible
 
     sync_playwright = browser_or_skip()
     outputs, multirun, run, _ = roots
     shots = Path(os.environ.get("INTERP_TEST_ARTIFACTS", REPO / "test-artifacts")) / "explorer"
     shots.mkdir(parents=True, exist_ok=True)
     with explorer(train_env, outputs, multirun) as url:
-        shown = [pages.shown(t) for t in expected_tokens(run)]   # '·' for spaces, '\\n' for newlines
+        shown = [visible(t) for t in expected_tokens(run)]   # '·' for spaces, '\\n' for newlines
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
             page = browser.new_page(viewport={"width": 1300, "height": 900})
@@ -327,7 +458,7 @@ def test_browser_lists_runs_and_renders_a_prompt(roots, train_env):
             refused = []   # the explorer's pages must work under its own Content-Security-Policy
             page.on("console", lambda m: refused.append(m.text) if "Content Security Policy" in m.text else None)
             page.goto(url)
-            assert page.locator("tr.run").count() == 3   # the run, the half-written one, the sweep's job
+            assert page.locator("tr.run").count() == 4   # the run, its SAE run, the half-written one, the sweep's job
             page.screenshot(path=shots / "start.png", full_page=True)
             page.click(f"a:text('{run}')")
             page.fill("textarea[name=prompt]", PROMPT)
@@ -355,3 +486,86 @@ def test_browser_lists_runs_and_renders_a_prompt(roots, train_env):
             assert page.locator("#pca .main-svg").count() > 0 and refused == [], refused
             browser.close()
     assert (shots / "prompt.png").stat().st_size > 10_000
+
+
+# Every control a page shows has a name a screen reader can say: a <label> around it or pointing at it, or
+# aria-label; every button has text; every image has alt text (the checks axe's "label", "button-name" and
+# "image-alt" rules make). Plotly's own toolbar inside a figure (titled icons) is not ours to label.
+UNLABELLED = """() => {
+  const bad = [];
+  const ours = (el) => !el.closest(".js-plotly-plot");
+  for (const el of document.querySelectorAll("input:not([type=hidden]), select, textarea")) {
+    if (ours(el) && !(el.labels && el.labels.length) && !el.getAttribute("aria-label")) bad.push(el.outerHTML.slice(0, 80));
+  }
+  for (const el of document.querySelectorAll("button")) if (ours(el) && !el.textContent.trim()) bad.push(el.outerHTML.slice(0, 80));
+  for (const el of document.querySelectorAll("img")) if (!el.getAttribute("alt")) bad.push(el.outerHTML.slice(0, 80));
+  return bad;
+}"""
+
+
+@pytest.mark.slow
+def test_browser_workbench_pages_work_are_labelled_and_read_without_javascript(roots, sae_run, train_env):
+    """Every page type in Chromium: the feature list sorts on a click, a feature opens from search, steering
+    shows both continuations; each page's controls are labelled, and each reads with JavaScript off."""
+    from urllib.parse import urlencode
+
+    sync_playwright = browser_or_skip()
+    outputs, multirun, run, _ = roots
+    shots = Path(os.environ.get("INTERP_TEST_ARTIFACTS", REPO / "test-artifacts")) / "explorer"
+    shots.mkdir(parents=True, exist_ok=True)
+    name = "blocks.1.hook_resid_post"
+    sweep = multirun / "2026-01-02" / "09-00-00_sweep"
+    with explorer(train_env, outputs, multirun) as url, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1300, "height": 900})
+        page.set_default_timeout(300_000)
+        refused = []
+        page.on("console", lambda m: refused.append(m.text) if "Content Security Policy" in m.text else None)
+        page.goto(f"{url}run?{urlencode({'path': sae_run})}")
+        with page.expect_navigation():
+            page.click("#tab-features")
+        with page.expect_navigation():   # the menu submits the form: the URL says which dictionary
+            page.select_option("select[name=dict]", name)
+        assert f"dict={name}" in page.url
+        density = page.locator("#features thead th").nth(1).locator("button")
+        density.click()   # sorted in the page, by the number behind each cell
+        values = [float(v) for v in page.locator("#features tbody tr td:nth-child(2)").evaluate_all(
+            "cells => cells.map(c => c.dataset.value)")]
+        assert values == sorted(values, reverse=True) and len(values) > 3
+        page.screenshot(path=shots / "features.png", full_page=False)
+        page.goto(f"{url}search?{urlencode({'path': sae_run, 'prompt': PROMPT})}")
+        assert page.locator("#search thead th").count() == 2 + 2   # pos, token, one column per dictionary
+        page.screenshot(path=shots / "search.png", full_page=False)
+        with page.expect_navigation():
+            page.locator("#search a.feat").first.click()
+        assert "/feature?" in page.url and page.locator("#top .ctx").count() > 0
+        page.screenshot(path=shots / "feature.png", full_page=False)
+        back = page.url
+        page.go_back()
+        assert "/search?" in page.url and page.input_value("textarea[name=prompt]") == PROMPT
+        page.goto(back)
+        with page.expect_navigation():
+            page.click("text=steer with it")
+        page.fill("textarea[name=prompt]", PROMPT)
+        with page.expect_navigation():
+            page.click("button[type=submit]")
+        assert page.locator("#without").text_content().startswith(PROMPT) and page.locator("#ablation table").count() == 2
+        page.screenshot(path=shots / "steer.png", full_page=False)
+        page.goto(f"{url}sweep?{urlencode({'path': sweep})}")
+        page.screenshot(path=shots / "sweep.png", full_page=False)
+        for route in ("", f"run?{urlencode({'path': run, 'prompt': PROMPT})}", f"features?{urlencode({'path': sae_run})}",
+                      back.split("/", 3)[-1], f"search?{urlencode({'path': sae_run, 'prompt': PROMPT})}",
+                      f"steer?{urlencode({'path': sae_run, 'dict': name, 'feature': 1, 'prompt': 'a'})}",
+                      f"sweep?{urlencode({'path': sweep})}", f"graph?{urlencode({'path': sae_run})}"):
+            page.goto(url + route)
+            assert page.evaluate(UNLABELLED) == [], route
+        assert refused == [], refused
+        # With JavaScript off every page still reads: tables, contexts and links are in the HTML itself.
+        plain = browser.new_context(java_script_enabled=False).new_page()
+        plain.goto(back)
+        assert plain.locator("#top .ctx").count() > 0 and plain.locator("#stats tr").count() >= 3
+        plain.goto(f"{url}features?{urlencode({'path': sae_run})}")
+        assert plain.locator("#features tbody tr").count() > 3
+        plain.goto(f"{url}search?{urlencode({'path': sae_run, 'prompt': PROMPT})}")
+        assert plain.locator("#search a.feat").count() > 0
+        browser.close()

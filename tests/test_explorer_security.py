@@ -39,7 +39,9 @@ def assert_inert(html: str, values: list[str]) -> None:
     """No script but the explorer's own, no handler attribute, no link off the explorer, and none of
     `values` (each holds a quote or '<') anywhere as it was sent."""
     for tag, attrs in Tags(html).tags:
-        assert tag not in ("img", "svg", "iframe", "object", "embed"), (tag, attrs)
+        assert tag not in ("svg", "object", "embed"), (tag, attrs)
+        if tag in ("img", "iframe"):   # only a run's own files, served sandboxed by /file
+            assert attrs.get("src", "").startswith("/file?"), (tag, attrs)
         assert not [a for a in attrs if a.startswith("on")], (tag, attrs)
         if tag == "script":
             assert attrs.get("src") in OWN_SCRIPTS, attrs
@@ -107,18 +109,22 @@ def hostile_paths(outputs: Path, run: Path) -> list[str]:
 def test_start_page_and_listing_escape_hostile_run_names_and_values(client):
     page = client.get("/")
     assert_answered(page, PAYLOADS + NAMED, 200)
-    assert page.text.count("class='run'") == 2 and "&lt;img src=x onerror=window.__xss=1&gt;" in page.text
+    assert page.text.count('class="run"') == 2 and "&lt;img src=x onerror=window.__xss=1&gt;" in page.text
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page.text   # shown, as text
     listing = client.get("/api/runs")
     assert_answered(listing, status=200)
     assert PAYLOADS[0] in [r["task"] for r in listing.json()["runs"]]   # JSON keeps the values as they are
 
 
-@pytest.mark.parametrize("route", ["/run", "/api/prompt", "/api/row", "/file"])
+GET_ONLY = ("/file", "/sweep")
+
+
+@pytest.mark.parametrize("route", ["/run", "/api/prompt", "/api/row", "/file", "/features", "/feature", "/search",
+                                   "/steer", "/graph", "/api/feature", "/api/search", "/sweep"])
 def test_hostile_paths_are_refused_escaped_on_every_route(client, hostile, route):
     outputs, _, run = hostile
     for path in hostile_paths(outputs, run):
-        if route == "/file" and len(path) > len(LONG):   # /file takes GET only
+        if route in GET_ONLY and len(path) > len(LONG):
             continue
         params = {"path": path, "prompt": PAYLOADS[0], "inputs": PAYLOADS[1]}
         r = client.get(route, params=params) if len(path) <= len(LONG) else client.post(route, data=params)
@@ -128,7 +134,7 @@ def test_hostile_paths_are_refused_escaped_on_every_route(client, hostile, route
             assert r.status_code == 400, (path[:80], r.status_code, r.text[:300])
         if path.startswith(("<", "\"", "'", "../", "/etc", "javascript")) or "etc/passwd" in path:
             assert r.status_code == 403, (path[:80], r.status_code)
-        if route != "/file":   # a POSTed form and JSON body are read the same way
+        if route not in GET_ONLY:   # a POSTed form and JSON body are read the same way
             for post in ({"data": {"path": path, "prompt": PAYLOADS[0]}}, {"json": {"path": path, "k": 3}}):
                 assert client.post(route, **post).status_code == r.status_code
     for name in ("NUL", "loop", "long"):   # the message says what was wrong
@@ -142,7 +148,7 @@ def test_hostile_values_for_every_parameter_of_an_unloadable_run(client, hostile
     """The run exists but has no checkpoint: 409, with the payload-named path escaped."""
     run = hostile[2]
     values = [*PAYLOADS, "\0", "-1", "1e9", "9" * 5000, LONG]
-    for route in ("/run", "/api/prompt", "/api/row"):
+    for route in ("/run", "/api/prompt", "/api/row", "/features", "/search", "/steer"):
         for name in ("prompt", "inputs", "layer", "head", "k"):
             for value in values:
                 params = {"path": str(run), "prompt": "a", name: value}
@@ -194,7 +200,8 @@ def test_bodies_too_large_or_malformed_are_4xx_with_a_message(client, hostile):
 
 
 @pytest.mark.parametrize("name", ["checkpoints/last.ckpt", "checkpoints", "config.yaml", "metrics.json",
-                                  "sae", "sae/cfg.json", "dangling"])
+                                  "sae", "sae/cfg.json", "saes", "saes/blocks.0.hook_mlp_out/cfg.json", "explorer",
+                                  "dangling"])
 def test_run_files_linking_outside_the_roots_are_refused_before_loading(tmp_path, name):
     """Any file that loading a run reads, linked to a file elsewhere: 403, and the start page says why.
     (tests/test_explorer.py does this with a trained run's real checkpoint.)"""
@@ -205,7 +212,7 @@ def test_run_files_linking_outside_the_roots_are_refused_before_loading(tmp_path
     outputs, elsewhere = tmp_path / "outputs", tmp_path / "elsewhere"
     run = outputs / NAMED[0]
     for file, text in (("config.yaml", "task: {name: lm}"), ("metrics.json", "{}"), ("checkpoints/last.ckpt", "x"),
-                       ("sae/cfg.json", "{}")):
+                       ("sae/cfg.json", "{}"), ("saes/blocks.0.hook_mlp_out/cfg.json", "{}"), ("explorer/x.pt", "x")):
         for root in (run, elsewhere):
             (root / file).parent.mkdir(parents=True, exist_ok=True)
             (root / file).write_text(text)
@@ -215,7 +222,8 @@ def test_run_files_linking_outside_the_roots_are_refused_before_loading(tmp_path
     shutil.rmtree(link) if link.is_dir() else link.unlink()
     link.symlink_to(elsewhere / ("gone" if name == "dangling" else name))
     for r in (client.get("/run", params={"path": str(run), "prompt": "a"}),
-              client.post("/api/prompt", data={"path": str(run), "prompt": "a"})):
+              client.post("/api/prompt", data={"path": str(run), "prompt": "a"}),
+              client.get("/features", params={"path": str(run)})):
         assert_answered(r, [str(run)], 403)
         assert "outside the outputs folders" in r.text and "Fix: copy the file into the run" in r.text
     [listed] = client.get("/api/runs").json()["runs"]

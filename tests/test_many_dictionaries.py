@@ -5,6 +5,7 @@ one by one; a NaN in one stops that one alone; bad input refused before any harv
 import json
 import subprocess
 import sys
+from urllib.parse import quote_plus
 
 import pytest
 import torch
@@ -321,11 +322,11 @@ def test_an_attribution_graph_through_the_transcoders_of_one_pass_from_analyze_p
     client = TestClient(create_app([runs]))
     page = client.post("/graph", data={"path": str(run), "prompt": "<script>alert(1)</script> def f(x):"})
     assert page.status_code == 200, page.text[-2000:]
-    assert page.text.count("<circle") > 5 and "id='scores'" in page.text
+    assert page.text.count("<circle") > 5 and 'id="scores"' in page.text
     assert "<script>alert" not in page.text and "&lt;script&gt;alert(1)" in page.text
     bad = client.post("/graph", data={"path": str(run), "prompt": "def f(x):", "target": " return value"})
     assert bad.status_code == 400 and "one token" in bad.text
-    assert "id='graph-link'" in client.get("/run", params={"path": str(run)}).text
+    assert f'href="/graph?path={quote_plus(str(run))}"' in client.get("/run", params={"path": str(run)}).text
 
     from test_explorer import CHROMIUM, browser_or_skip, explorer
 
@@ -338,7 +339,7 @@ def test_an_attribution_graph_through_the_transcoders_of_one_pass_from_analyze_p
         tab.on("console", lambda m: refused.append(m.text) if "Content Security Policy" in m.text else None)
         tab.goto(f"{url}run?path={run}")
         with tab.expect_navigation():
-            tab.click("#graph-link")
+            tab.click("#tab-graph")
         tab.fill("textarea[name=prompt]", "def add(a, b):\n    return")
         with tab.expect_navigation():
             tab.click("button[type=submit]")

@@ -14,6 +14,7 @@ import torch
 
 from interp.circuits.graph import Graph
 from interp.circuits.prune import Pruned
+from interp.data.tokenizer import visible
 
 SCHEMA_VERSION = 1
 
@@ -90,7 +91,7 @@ def graph_svg(doc: dict, feature_link=None, notes: dict[str, str] | None = None)
     cells: dict[tuple[int, int], list[str]] = {}
     for n in nodes:
         cells.setdefault((_row(n), n["ctx_idx"]), []).append(n["node_id"])
-    labels = [repr(tok)[1:-1].replace(" ", "·") or "''" for tok in doc["metadata"]["prompt_tokens"]]
+    labels = [visible(tok) for tok in doc["metadata"]["prompt_tokens"]]
     # each position as wide as its fullest (layer, position) cell and its token, at least _W
     widths = [max([_W, 7 * len(labels[p]) + 10] + [len(ids) * 2 * _R + 8 for (_, pos), ids in cells.items()
                                                     if pos == p]) for p in range(n_pos)]

@@ -23,6 +23,13 @@ from interp.errors import DataError
 
 GPT2_VOCAB_SIZE = 50257
 EOT = "<|endoftext|>"
+
+
+def visible(token: str) -> str:
+    """A token as visible text for labels and tables: escapes for newlines and tabs, spaces as '·'."""
+    return repr(token)[1:-1].replace(" ", "·") or "''"
+
+
 # The hashes tiktoken_ext.openai_public.gpt2() passes as expected_hash.
 EXPECTED_SHA256 = {
     "vocab.bpe": "1ce1664773c50f3e0cc8842619a93edc4624525b728b188a9e0be33b7726adc5",
@@ -99,6 +106,25 @@ class Tokenizer:
     def decode_tokens(self, ids) -> list[str]:
         """One string per token (for plot labels); partial UTF-8 bytes become U+FFFD."""
         return [b.decode("utf-8", errors="replace") for b in self.encoding.decode_tokens_bytes(list(map(int, ids)))]
+
+    def characters(self, ids) -> list[tuple[str, list[int]]]:
+        """The tokens as text a reader can see: [(text, positions)], where a character split over several
+        tokens (a byte-level BPE splits many non-Latin characters) is one piece spanning their positions,
+        instead of one U+FFFD per token."""
+        pieces, buf, where = [], b"", []
+        for pos, b in enumerate(self.encoding.decode_tokens_bytes(list(map(int, ids)))):
+            buf, where = buf + b, where + [pos]
+            try:
+                text = buf.decode("utf-8")
+            except UnicodeDecodeError as e:
+                if e.reason == "unexpected end of data" and len(buf) - e.start < 4:   # the rest may follow
+                    continue
+                text = buf.decode("utf-8", errors="replace")
+            pieces.append((text, where))
+            buf, where = b"", []
+        if where:
+            pieces.append((buf.decode("utf-8", errors="replace"), where))
+        return pieces
 
     def __repr__(self) -> str:
         return f"Tokenizer(vocab_size={self.vocab_size})"

@@ -27,10 +27,12 @@ from starlette.datastructures import MutableHeaders, QueryParams
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
 
 from interp.errors import ConfigError, InterpError
-from interp.explorer import pages
+from interp.explorer import pages, workbench_routes
+from interp.explorer.render import STATIC
 from interp.explorer.listing import BadPath, Refused, clip, inside, read_run, require_inside, scan
 from interp.explorer.views import Models, graph_view, kind_of, prompt_views, row_views
 
@@ -165,6 +167,10 @@ def create_app(roots: list[Path], device: str = "cpu", sae: dict | None = None) 
                                 f"the run {clip(path)} cannot be opened: {info.problem}.")
         return info
 
+    def tabs(info, loaded=None) -> list:
+        """The run's tabs; a run given the explorer's pretrained SAE has the feature pages too."""
+        return pages.run_tabs(info.path, True if loaded is not None and loaded.run.dictionaries else None)
+
     def compute(info, params) -> tuple[dict | None, str | None, object]:
         """(views, error message, loaded run) for the prompt or input row in `params`."""
         if "prompt" in params:   # browsers send a textarea's newlines as CRLF
@@ -186,7 +192,7 @@ def create_app(roots: list[Path], device: str = "cpu", sae: dict | None = None) 
 
     async def home(request):
         runs, sweeps = scan(roots)
-        return HTMLResponse(pages.start_page(runs, sweeps, roots, pages.file_link, pages.run_link))
+        return HTMLResponse(pages.start_page(runs, sweeps, roots))
 
     async def api_runs(request):
         runs, sweeps = scan(roots)
@@ -200,7 +206,7 @@ def create_app(roots: list[Path], device: str = "cpu", sae: dict | None = None) 
         model = loaded.run.model
         kind = kind_of(model)
         n_layers, n_heads = (model.cfg.n_layers, model.cfg.n_heads) if kind == "transformer" else (0, 0)
-        html = pages.run_page(info, kind, params, result, error, pages.file_link, n_layers, n_heads)
+        html = pages.run_page(info, kind, params, result, error, n_layers, n_heads, tabs(info, loaded))
         return HTMLResponse(html, 400 if error else 200)
 
     async def graph_page(request):
@@ -219,7 +225,7 @@ def create_app(roots: list[Path], device: str = "cpu", sae: dict | None = None) 
                     return None, str(e)
 
         result, error = await run_in_threadpool(compute_graph)
-        html = pages.graph_page(info, params, result, error, pages.file_link)
+        html = pages.graph_page(info, params, result, error, tabs(info))
         return HTMLResponse(html, 400 if error else 200)
 
     async def api_views(request):
@@ -244,9 +250,6 @@ def create_app(roots: list[Path], device: str = "cpu", sae: dict | None = None) 
     async def plotly(request):
         return FileResponse(plotly_js(), media_type="text/javascript")
 
-    async def script(request):
-        return Response(pages.SCRIPT, media_type="text/javascript")
-
     def answer(status: int, prefix: str = ""):
         async def handler(request, exc):
             return problem(request, status, prefix + str(exc))
@@ -270,5 +273,7 @@ def create_app(roots: list[Path], device: str = "cpu", sae: dict | None = None) 
                              Route("/graph", graph_page, methods=["GET", "POST"]),
                              Route("/api/prompt", api_views, methods=["GET", "POST"]),
                              Route("/api/row", api_views, methods=["GET", "POST"]), Route("/file", file),
-                             Route("/static/plotly.min.js", plotly), Route("/static/explorer.js", script)],
+                             *workbench_routes.routes(models, run_info, params_of, integer),
+                             Route("/static/plotly.min.js", plotly),
+                             Mount("/static", StaticFiles(directory=STATIC), name="static")],
                      middleware=[Middleware(SecurityHeaders)], exception_handlers=errors)

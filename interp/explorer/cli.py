@@ -105,7 +105,7 @@ def write_index(out: Path, roots: list[Path]) -> Path:
     def file_url(path: Path) -> str:
         return Path(os.path.relpath(path.resolve(), base)).as_posix()
 
-    atomic_write_text(out, start_page(runs, sweeps, roots, file_url, None))
+    atomic_write_text(out, start_page(runs, sweeps, roots, file_url, run_url=None))
     return out
 
 

@@ -27,8 +27,10 @@ KEY_METRICS = ("val/loss", "val/ppl", "val/acc", "val/exact_match", "val/explain
 FIGURE_SUFFIXES = (".png", ".html", ".md")
 SWEEP_FILE = "multirun.yaml"
 SAE_DIR = SAE_GROUP      # <run>/sae/: interp.sae.task.SAE_DIR (a module that imports torch), the same name
-# What loading a run reads (the sae/ folder with every file in it): each must resolve inside the roots.
-RUN_FILES = (CONFIG_FILE, METRICS_FILE, "checkpoints", "checkpoints/last.ckpt", SAE_DIR)
+SAES_DIR = "saes"        # <run>/saes/<label>/: interp.sae.dictionaries.FOLDER (a run of several dictionaries)
+# What loading a run reads (sae/ and saes/*/ with every file in them) and where the explorer keeps its caches
+# (explorer/): each must resolve inside the roots.
+RUN_FILES = (CONFIG_FILE, METRICS_FILE, "checkpoints", "checkpoints/last.ckpt", SAE_DIR, SAES_DIR, "explorer")
 PATH_MAX, NAME_MAX = 4096, 255   # Linux's limits, in bytes
 
 
@@ -132,11 +134,20 @@ def scan(roots: list[Path]) -> tuple[list[RunInfo], list[SweepInfo]]:
     return runs, sweeps
 
 
+def overrides_of(run: Path) -> str:
+    """The Hydra overrides a run (a sweep's job) was started with, as one line ("" when not recorded)."""
+    try:
+        found = yaml.safe_load((run / ".hydra" / "overrides.yaml").read_text()) or []
+    except (OSError, yaml.YAMLError):
+        return ""
+    return " ".join(map(str, found)) if isinstance(found, list) else ""
+
+
 def comparison_reports(sweep: Path) -> list[Path]:
     """Files in a sweep folder (or a `compare*` folder in it) that look like a comparison report."""
     found = [p for p in sweep.glob("compar*") if p.is_file() and p.suffix in FIGURE_SUFFIXES]
     for folder in (p for p in sweep.glob("compar*") if p.is_dir()):
-        found += [p for p in folder.iterdir() if p.suffix in (".html", ".md")]
+        found += [p for p in folder.iterdir() if p.suffix in FIGURE_SUFFIXES and p.is_file()]
     return sorted(found)
 
 
@@ -167,14 +178,22 @@ def inside(path: str | Path, roots: list[Path]) -> Path:
                   "Fix: open a run listed on the start page.")
 
 
+def _subfolders(folder: Path) -> list[Path]:
+    try:
+        return [p for p in folder.iterdir() if p.is_dir()] if folder.is_dir() else []
+    except OSError:
+        return []
+
+
 def require_inside(run: Path, roots: list[Path]) -> None:
     """Refused if a file that loading `run` reads (config, metrics, checkpoint, sae/) is a symlink
     leading outside `roots`: torch.load unpickles, so a checkpoint must never come from elsewhere."""
-    sae = run / SAE_DIR
-    try:
-        in_sae = [f"{SAE_DIR}/{p.name}" for p in sae.iterdir()] if sae.is_dir() else []
-    except OSError:   # unreadable: loading it fails later, saying so
-        in_sae = []
+    in_sae = []
+    for folder in (run / SAE_DIR, *_subfolders(run / SAES_DIR)):   # one dictionary, or several
+        try:
+            in_sae += [str(p.relative_to(run)) for p in folder.iterdir()] if folder.is_dir() else []
+        except OSError:   # unreadable: loading it fails later, saying so
+            pass
     for name in (*RUN_FILES, *in_sae):
         file = run / name
         if file.is_symlink() or file.exists():

@@ -1,116 +1,70 @@
-"""HTML of the explorer: the start page (also written as a static index.html) and a run's page.
+"""The explorer's pages: what each shows, handed to its template (templates/, autoescaped), and the
+plotly figures of a prompt's views.
 
 Figures are plotly divs (numpy arrays, which plotly writes as compact typed arrays); the page loads
 plotly.js from the app itself (`/static/plotly.min.js`, the copy inside the plotly package), so nothing
 comes from the network. A page holds no inline script: each figure is JSON in its div's `data-figure`,
-drawn by SCRIPT (`/static/explorer.js`), so the app's Content-Security-Policy can refuse every script
-that is not its own. Every value put into HTML (paths, prompts, tokens, parameters, messages, config values,
-file names) goes through `esc`.
+drawn by `/static/explorer.js`, so the app's Content-Security-Policy can refuse every script that is not
+its own. Values reach the HTML only through templates, which escape them.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from html import escape
 from pathlib import Path
-from urllib.parse import urlencode
 
 import numpy as np
+from markupsafe import Markup
 
-from interp.explorer.listing import SAE_DIR, RunInfo, SweepInfo
+from interp.data.tokenizer import visible
+from interp.explorer.listing import KEY_METRICS, SAE_DIR, RunInfo, SweepInfo
+from interp.explorer.render import file_link, link, render, run_link, stylesheet
 from interp.explorer.views import SAE_TOP
 
-STYLE = """body{font-family:sans-serif;margin:1.5em;max-width:1400px}table{border-collapse:collapse;margin:.5em 0}
-td,th{border:1px solid #ccc;padding:2px 6px;font-size:13px;vertical-align:top}th{background:#f3f3f3}
-.problem{color:#a40000}.notice{background:#fff3cd;padding:.4em}.reason{color:#666;font-style:italic}
-.tok{font-family:monospace;white-space:pre}section{margin:1.2em 0}textarea{width:100%;font-family:monospace}
-a.fig{margin-right:.6em;font-size:12px}"""
 
-# Draws the figures and re-submits the form when a layer or head is chosen: the page's only script.
-SCRIPT = """for (const div of document.querySelectorAll("div[data-figure]")) {
-  const fig = JSON.parse(div.dataset.figure);
-  Plotly.newPlot(div, fig.data, fig.layout, JSON.parse(div.dataset.config));
-}
-for (const menu of document.querySelectorAll("select[data-submit]")) {
-  menu.addEventListener("change", () => menu.form.submit());
-}
-"""
+def metric_names(runs: list[RunInfo]) -> list[str]:
+    """The key metrics any of `runs` has, in KEY_METRICS's order: the columns of a runs table."""
+    have = {k for r in runs for k in r.metrics}
+    return [k for k in KEY_METRICS if k in have]
 
 
-def esc(value) -> str:
-    """Any value as HTML text or a quoted attribute's value (quotes escaped too)."""
-    return escape(str(value), quote=True)
-
-
-def shown(token: str) -> str:
-    """A token as visible text: escapes for newlines and tabs, spaces as '·'."""
-    return repr(token)[1:-1].replace(" ", "·") or "''"
-
-
-def page(title: str, body: str, scripts: bool = False) -> str:
-    """`body` is HTML whose every value its builder escaped; `scripts`: plotly.js and the page's SCRIPT."""
-    script = ("<script src='/static/plotly.min.js' defer></script><script src='/static/explorer.js' defer></script>"
-              if scripts else "")
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{esc(title)}</title>{script}"
-            f"<style>{STYLE}</style></head><body>{body}</body></html>")
+def start_page(runs: list[RunInfo], sweeps: list[SweepInfo], roots: list[Path], file_url=file_link,
+               run_url=run_link) -> str:
+    """The list of runs and sweeps. `run_url` None: a static page (no server; files linked by `file_url`)."""
+    static = run_url is None
+    return render("start.html", runs=runs, sweeps=sweeps, roots=[str(r) for r in roots], file_url=file_url,
+                  run_url=run_url, metric_names=metric_names, static=static,
+                  inline_css=stylesheet() if static else "")
 
 
 def error_page(status: int, message: str) -> str:
-    return page(f"error {status}", f"<p><a href='/'>all runs</a></p><p class='problem' id='error'>error: "
-                                   f"{esc(message)}</p>")
+    return render("error.html", status=status, message=message)
 
 
-def metrics_cell(metrics: dict) -> str:
-    return "<br>".join(f"{esc(k)} = {v:.4g}" if isinstance(v, (int, float)) else f"{esc(k)} = {esc(v)}"
-                       for k, v in metrics.items())
+def has_dictionaries(run: Path) -> bool:
+    from interp.sae.dictionaries import FOLDER
+
+    return (run / SAE_DIR).is_dir() or (run / FOLDER).is_dir()
 
 
-def figures_cell(info: RunInfo, file_url: Callable[[Path], str]) -> str:
-    base = info.path / "figures"
-    return " ".join(f"<a class='fig' href='{esc(file_url(p))}'>{esc(p.relative_to(base))}</a>"
-                    for p in info.figures)
+def run_tabs(path: Path, dictionaries: bool | None = None) -> list[tuple[str, str]]:
+    """The tabs of a run's pages: the feature pages only where the run has a dictionary (or the explorer
+    was given one for every run)."""
+    tabs = [("Overview", run_link(path))]
+    if has_dictionaries(path) if dictionaries is None else dictionaries:
+        tabs += [("Features", link("/features", path=path)), ("Search", link("/search", path=path)),
+                 ("Steer", link("/steer", path=path)), ("Graph", link("/graph", path=path))]
+    return tabs
 
 
-def run_rows(runs: list[RunInfo], file_url, run_url) -> str:
-    rows = []
-    for r in runs:
-        name = esc(r.path)
-        link = f"<a href='{esc(run_url(r.path))}'>{name}</a>" if run_url and r.problem is None else name
-        problem = f"<div class='problem'>{esc(r.problem)}</div>" if r.problem else ""
-        rows.append(f"<tr class='run'><td>{link}{problem}</td><td>{esc(r.task)}</td><td>{esc(r.model)}</td>"
-                    f"<td>{esc(r.data)}</td><td>{metrics_cell(r.metrics)}</td>"
-                    f"<td>{figures_cell(r, file_url)}</td></tr>")
-    head = "<tr><th>run</th><th>task</th><th>model</th><th>data</th><th>metrics</th><th>figures</th></tr>"
-    return f"<table>{head}{''.join(rows)}</table>"
-
-
-def start_page(runs: list[RunInfo], sweeps: list[SweepInfo], roots: list[Path], file_url: Callable[[Path], str],
-               run_url: Callable[[Path], str] | None) -> str:
-    """The list of runs and sweeps. `run_url` None: a static page (no prompts, files linked directly)."""
-    where = esc(", ".join(map(str, roots)))
-    parts = [f"<h1>interp runs</h1><p>under {where}: {len(runs)} runs, {len(sweeps)} sweeps.</p>"]
-    if run_url is None:
-        parts.append("<p>A static listing. <code>python analyze.py serve</code> opens the explorer, where a "
-                     "run's model can be given prompts.</p>")
-    parts.append("<h2>Runs</h2>" + (run_rows(runs, file_url, run_url) if runs else "<p>none yet: "
-                                    "<code>python train.py</code> trains one.</p>"))
-    for s in sweeps:
-        reports = " ".join(f"<a href='{esc(file_url(p))}'>{esc(p.name)}</a>" for p in s.reports)
-        parts.append(f"<h2 class='sweep'>Sweep {esc(s.path)}</h2><p>{len(s.jobs)} jobs. Comparison report: "
-                     f"{reports or '<span class=reason>none (python analyze.py compare writes one)</span>'}</p>"
-                     + run_rows(s.jobs, file_url, run_url))
-    return page("interp runs", "".join(parts))
-
-
-def figure_html(fig) -> str:
-    """A div that SCRIPT draws `fig` in (no inline script: see the module's docstring)."""
-    config = json.dumps({"displaylogo": False})
-    return f"<div class='figure' data-figure='{esc(fig.to_json())}' data-config='{esc(config)}'></div>"
+def figure_html(fig) -> Markup:
+    """A div that explorer.js draws `fig` in (no inline script: see the module's docstring)."""
+    config = json.dumps({"displaylogo": False, "responsive": True})
+    return Markup("<div class='figure' data-figure='{}' data-config='{}'></div>").format(fig.to_json(), config)
 
 
 def ticks(labels: list[str]) -> dict:
-    return {"tickvals": list(range(len(labels))), "ticktext": [shown(t) for t in labels], "tickfont": {"size": 9}}
+    return {"tickvals": list(range(len(labels))), "ticktext": [visible(t) for t in labels], "tickfont": {"size": 9}}
 
 
 def attention_figure(view: dict, labels: list[str]) -> str:
@@ -142,7 +96,7 @@ def pca_figure(view: dict, labels: list[str]) -> str:
             fig.add_trace(go.Scatter(x=x, y=y, mode="markers", marker={"color": "#ccc", "size": 3},
                                      name="validation", showlegend=col == 1, hoverinfo="skip"), 1, col)
         x, y = np.asarray(stage["xy"], dtype=np.float32).T
-        fig.add_trace(go.Scatter(x=x, y=y, mode="lines+markers+text", text=[shown(t) for t in labels],
+        fig.add_trace(go.Scatter(x=x, y=y, mode="lines+markers+text", text=[visible(t) for t in labels],
                                  textposition="top center", textfont={"size": 9}, line={"color": "#999", "width": 1},
                                  marker={"color": list(range(len(labels))), "colorscale": "Viridis", "size": 7},
                                  name="prompt", showlegend=col == 1), 1, col)
@@ -167,148 +121,109 @@ def heatmap_figure(z, labels: list[str], title: str, ylabel: str, yticks: list[s
     return figure_html(fig)
 
 
-def topk_table(rows: list[dict]) -> str:
-    k = len(rows[0]["top"]) if rows else 0
-    head = "<tr><th>pos</th><th>input</th><th>actual next</th>" + "".join(f"<th>#{i + 1}</th>" for i in range(k))
-    body = []
-    for pos, row in enumerate(rows):
-        actual = row["actual_next"]
-        cells = "".join(f"<td><span class='tok'>{esc(shown(t))}</span> {p:.3f}</td>" for t, p in row["top"])
-        body.append(f"<tr><td>{pos}</td><td class='tok'>{esc(shown(row['input']))}</td>"
-                    f"<td class='tok'>{esc(shown(actual)) if actual is not None else ''}</td>{cells}</tr>")
-    return f"<table class='topk'>{head}</tr>{''.join(body)}</table>"
+def view_figures(result: dict) -> dict:
+    """The plotly figures of a prompt's (or row's) views; "" for a view that does not fit."""
+    labels = result.get("tokens", [])
+    figs = {name: "" for name in ("attention", "pca", "lstm", "kgram", "hidden")}
+    if "data" in result.get("attention", {}):
+        figs["attention"] = attention_figure(result["attention"]["data"], labels)
+    if "data" in result.get("pca", {}):
+        figs["pca"] = pca_figure(result["pca"]["data"], labels)
+    if "data" in result.get("lstm", {}):
+        figs["lstm"] = Markup("").join(heatmap_figure(h, labels, f"layer {i}: h_t", "neuron")
+                                       for i, h in enumerate(result["lstm"]["data"]))
+    if "data" in result.get("kgram", {}):
+        v = result["kgram"]["data"]
+        figs["kgram"] = heatmap_figure(v["share"], labels, "share of |grad x input| per window slot, for the top-1 "
+                                       "prediction", "slot", v["slots"], "Magma", None)
+    if "hidden" in result:
+        figs["hidden"] = Markup("").join(
+            heatmap_figure([acts], [str(i) for i in range(len(acts))], f"{hook} activations", "", scale="Viridis",
+                           zmid=None) for hook, acts in result["hidden"].items())
+    return figs
 
 
-def sae_table(view: dict, file_url) -> str:
-    body = []
-    for row in view["tokens"]:
-        feats = ", ".join(
-            (f"<a href='{esc(file_url(Path(f['dashboard'])))}'>f{f['feature']}</a>" if f["dashboard"] else
-             f"f{f['feature']}") + f" ({f['act']:.3g})" for f in row["features"])
-        body.append(f"<tr><td class='tok'>{esc(shown(row['token']))}</td><td>{row['n_active']}</td>"
-                    f"<td>{feats}</td></tr>")
-    return (f"<p>SAE on <code>{esc(view['hook'])}</code>, {view['d_sae']} features; the top {SAE_TOP} active "
-            "per token (linked when a dashboard exists in figures/dashboard/).</p><table class='sae'><tr><th>token</th>"
-            f"<th>active</th><th>features (activation)</th></tr>{''.join(body)}</table>")
+def run_page(info: RunInfo, kind: str, form: dict, result: dict | None, error: str | None,
+             n_layers: int = 0, n_heads: int = 0, tabs: list | None = None) -> str:
+    """A run's page: its identity, figures, a form for a prompt (or input row), and the views."""
+    return render("run.html", info=info, kind=kind, form=form, result=result, error=error, n_layers=n_layers,
+                  n_heads=n_heads, tabs=tabs or run_tabs(info.path), sae_top=SAE_TOP, plots=True,
+                  embed=form.get("embed") == "1",
+                  figures=view_figures(result) if result is not None else {})
 
 
-def section(name: str, title: str, view: dict, render: Callable[[object], str]) -> str:
-    inner = render(view["data"]) if "data" in view else f"<p class='reason'>{esc(view['reason'])}</p>"
-    return f"<section id='{name}'><h2>{esc(title)}</h2>{inner}</section>"
-
-
-def prompt_sections(result: dict, file_url) -> str:
-    labels = result["tokens"]
-    parts = [f"<p class='notice'>{esc(result['notice'])}</p>" if result["notice"] else "",
-             f"<p>{len(labels)} tokens: " + " ".join(f"<span class='tok'>[{esc(shown(t))}]</span>" for t in labels)
-             + "</p>"]
-    parts.append(section("attention", "Attention", result["attention"], lambda v: attention_figure(v, labels)))
-
-    def pca(v):
-        note = f"<p class='reason'>{esc(v['note'])}</p>" if v.get("note") else ""
-        return note + pca_figure(v, labels)
-
-    parts.append(section("pca", "Hidden states: PCA across layers", result["pca"], pca))
-    parts.append(section("topk", "Top-k next tokens", result["topk"], topk_table))
-    parts.append(section("sae_features", "SAE features", result["sae_features"], lambda v: sae_table(v, file_url)))
-    if result["kind"] == "lstm":
-        parts.append(section("lstm", "LSTM hidden states", result["lstm"], lambda layers: "".join(
-            heatmap_figure(h, labels, f"layer {i}: h_t", "neuron") for i, h in enumerate(layers))))
-    if result["kind"] == "kgram":
-        parts.append(section("kgram", "k-gram window attribution", result["kgram"], lambda v: heatmap_figure(
-            v["share"], labels, "share of |grad x input| per window slot, for the top-1 prediction", "slot",
-            v["slots"], "Magma", None)))
-    return "".join(parts)
-
-
-def row_sections(result: dict, file_url) -> str:
-    parts = [(f"<p>inputs {esc(result['inputs'])}: prediction <b>{result['prediction']:.3f}</b>, "
-              f"answer |col1[ptr1] - col2[ptr2]| = <b>{esc(result['answer'])}</b></p>")]
-    for hook, acts in result["hidden"].items():
-        parts.append(heatmap_figure([acts], [str(i) for i in range(len(acts))], f"{hook} activations", "",
-                                    scale="Viridis", zmid=None))
-    parts.append(section("sae_features", "SAE features", result["sae_features"], lambda v: sae_table(v, file_url)))
-    parts.append(section("probe", "Feature probe", result["probe"], lambda v: f"<pre>{esc(v['report'])}</pre>"))
-    return "".join(parts)
-
-
-def run_page(info: RunInfo, kind: str, form: dict, result: dict | None, error: str | None, file_url,
-             n_layers: int = 0, n_heads: int = 0) -> str:
-    """A run's page: its metrics and figures, a form for a prompt (or input row), and the views."""
-    def options(name, n):
-        return "".join(f"<option value='{i}'{' selected' if str(i) == str(form.get(name, 0)) else ''}>{i}</option>"
-                       for i in range(n))
-
-    hidden = f"<input type='hidden' name='path' value='{esc(info.path)}'>"
-    if kind == "regression":
-        fields = (f"<label>inputs (col1, ptr1, col2, ptr2) <input name='inputs' size='40' "
-                  f"value='{esc(form.get('inputs', ''))}'></label>")
-    else:
-        selects = (f" layer <select name='layer' data-submit>{options('layer', n_layers)}</select>"
-                   f" head <select name='head' data-submit>{options('head', n_heads)}</select>"
-                   if n_layers else "")
-        fields = (f"<textarea name='prompt' rows='4'>{esc(form.get('prompt', ''))}</textarea><br>{selects}"
-                  f" top-k <input name='k' type='number' min='1' max='50' value='{esc(form.get('k', 5))}'>")
-    body = [f"<p><a href='/'>all runs</a></p><h1>{esc(info.path)}</h1>",
-            f"<p>task {esc(info.task)}, model {esc(info.model)}, data {esc(info.data)}</p>",
-            f"<p>{metrics_cell(info.metrics)}</p><p>figures: {figures_cell(info, file_url) or 'none'}</p>",
-            (f"<p><a id='graph-link' href='{esc(graph_link(info.path))}'>attribution graph</a> (a transcoder per "
-             "layer)</p>" if has_dictionaries(info.path) else ""),
-            # POST: a prompt of any length up to the body limit (a GET URL is cut at a few kB)
-            (f"<form method='post' action='/run' id='prompt-form' accept-charset='utf-8'>{hidden}{fields} "
-             "<button type='submit'>Show</button></form>")]
-    if error:
-        body.append(f"<p class='problem' id='error'>{esc(error)}</p>")
-    if result is not None:
-        body.append(row_sections(result, file_url) if kind == "regression" else prompt_sections(result, file_url))
-        if "seconds" in result:
-            body.append(f"<p>answered in {result['seconds']:.3f} s</p>")
-    return page(str(info.path), "".join(body), scripts=True)
-
-
-def file_link(path: Path) -> str:
-    return "/file?" + urlencode({"path": str(path)})
-
-
-def run_link(path: Path) -> str:
-    return "/run?" + urlencode({"path": str(path)})
-
-
-def graph_page(info: RunInfo, form: dict, result: dict | None, error: str | None, file_url) -> str:
-    """A run's attribution graph of a prompt (its transcoders, one per layer): a form, the scores, the SVG."""
+def graph_page(info: RunInfo, form: dict, result: dict | None, error: str | None, tabs: list | None = None) -> str:
+    """A run's attribution graph of a prompt (its transcoders, one per layer): a form, the scores, the SVG
+    with each feature node linked to its feature page."""
     from interp.circuits.export import LEGEND, graph_svg
+    from interp.explorer.render import feature_link
 
-    hidden = f"<input type='hidden' name='path' value='{esc(info.path)}'>"
-    body = [f"<p><a href='/'>all runs</a> · <a href='{esc(run_link(info.path))}'>this run</a></p>",
-            f"<h1>attribution graph: {esc(info.path)}</h1>",
-            f"<form method='post' action='/graph' id='graph-form' accept-charset='utf-8'>{hidden}"
-            f"<textarea name='prompt' rows='3'>{esc(form.get('prompt', ''))}</textarea><br>"
-            f"target token (optional) <input name='target' value='{esc(form.get('target', ''))}'> "
-            "<button type='submit'>Trace</button></form>"]
-    if error:
-        body.append(f"<p class='problem' id='error'>{esc(error)}</p>")
+    svg = ""
     if result is not None:
-        doc, s = result["graph"], result["scores"]
-        rows = "".join(f"<tr><td>{name}</td><td>{v['replacement_score']:.3f}</td><td>{v['completeness_score']:.3f}"
-                       "</td></tr>" for name, v in s.items())
-        pages = result["dashboards"]
+        labels = result["labels"]   # {layer: dictionary label}
 
-        def link(layer: int, feature: int):
-            page = pages.get(f"{layer}_{feature}")
-            return file_url(Path(page)) if page else None
+        def node_link(layer: int, feature: int):
+            return feature_link(info.path, labels[layer], feature) if layer in labels else None
 
-        body += [f"<p>{len(doc['nodes'])} nodes, {len(doc['links'])} edges after pruning; built in "
-                 f"{result['build_s']:.2f} s. {esc(LEGEND)}</p>",
-                 f"<table id='scores'><tr><th>graph</th><th>replacement score</th><th>completeness score</th></tr>"
-                 f"{rows}</table>", f"<div id='graph'>{graph_svg(doc, link)}</div>"]
-    return page(f"graph: {info.path}", "".join(body))
+        svg = Markup(graph_svg(result["graph"], node_link))   # graph_svg escapes every string it holds
+    return render("graph.html", info=info, form=form, result=result, error=error, legend=LEGEND, svg=svg,
+                  tabs=tabs or run_tabs(info.path, True))
 
 
-def has_dictionaries(run: Path) -> bool:
-    from interp.sae.dictionaries import FOLDER
+def _density_hist(densities: list[float], mark: float | None = None) -> Markup:
+    from interp.explorer.workbench import density_bins
+    from interp.features.dashboard_html import histogram_svg
 
-    return (run / SAE_DIR).is_dir() or (run / FOLDER).is_dir()
+    edges, counts = density_bins(densities)
+    at = None
+    if mark is not None and mark > 0:
+        at = min(len(counts) - 1, max(0, next((i for i in range(len(counts)) if mark < 10 ** edges[i + 1]),
+                                              len(counts) - 1)))
+    return Markup(histogram_svg(edges, counts, mark=at, what=" features"))   # numbers only
 
 
-def graph_link(path: Path) -> str:
-    return "/graph?" + urlencode({"path": str(path)})
+def features_page(info: RunInfo, form: dict, result: dict, names: list[str]) -> str:
+    from interp.explorer.workbench import SORTS
+
+    built = (f"statistics built from the validation data in {result['build_s']:.1f} s (cached in the run)"
+             if result["build_s"] else "statistics read from the run's cache")
+    return render("features.html", info=info, tabs=run_tabs(info.path, True), names=names,
+                  dictionary=result["label"], kind=result["kind"], d_sae=result["d_sae"], n=len(result["rows"]),
+                  n_tokens=result["n_tokens"], dead=result["dead"], rows=result["rows"], sort=form.get("sort") or "max",
+                  sorts=list(SORTS.items()), sort_title=SORTS[form.get("sort") or "max"],
+                  has_specialist=result["has_specialist"], density_hist=_density_hist(result["densities"]),
+                  study=result["study"],
+                  timing=f"{built}; page in {result['seconds']:.3f} s" + (f"; {result['note']}" if result["note"] else ""))
+
+
+def feature_page(info: RunInfo, result: dict, names: list[str]) -> str:
+    from interp.features.dashboard_html import histogram_svg
+
+    page = result["page"]
+    return render("feature.html", info=info, tabs=run_tabs(info.path, True), names=names, dictionary=result["label"],
+                  kind=result["kind"], d_sae=result["d_sae"], page=page, specialist=result["specialist"],
+                  scale=page["max"] or 1.0, seconds=result["seconds"], store_note=result["note"],
+                  activation_hist=Markup(histogram_svg(page["hist_edges"], page["hist"], what=" tokens")),
+                  density_hist=_density_hist(result["densities"], page["density"]))
+
+
+def search_page(info: RunInfo, form: dict, result: dict | None, error: str | None, top: int) -> str:
+    return render("search.html", info=info, tabs=run_tabs(info.path, True), form=form, result=result, error=error,
+                  top=top)
+
+
+def steer_page(info: RunInfo, form: dict, result: dict | None, error: str | None, names: list[str]) -> str:
+    return render("steer.html", info=info, tabs=run_tabs(info.path, True), form=form, result=result, error=error,
+                  names=names)
+
+
+def sweep_page(sweep: SweepInfo, overrides: list[str]) -> str:
+    """A sweep: its jobs (what each overrides, its metrics), its comparison reports inline, a side-by-side form."""
+    varied = sorted({o.split("=")[0] for line in overrides for o in line.split() if "=" in o})
+    texts = {p: p.read_text(errors="replace") for p in sweep.reports if p.suffix == ".md"}
+    return render("sweep.html", sweep=sweep, overrides=overrides, varied=varied, texts=texts,
+                  openable=[r for r in sweep.jobs if r.problem is None], metric_names=metric_names, plots=False)
+
+
+def compare_page(a: Path, b: Path, prompt: str) -> str:
+    return render("compare.html", a=a, b=b, prompt=prompt)

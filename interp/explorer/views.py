@@ -19,7 +19,6 @@ from pathlib import Path
 import torch
 
 from interp.errors import ConfigError, InterpError, NotApplicable
-from interp.run_dir import FIGURES_DIR
 
 PCA_ROWS = 2000         # validation activations the PCA basis is fitted on
 BACKGROUND = 300        # of which are drawn grey behind the prompt
@@ -40,8 +39,9 @@ class Loaded:
     background: dict = field(default_factory=dict)
     basis_note: str | None = None
     sae_note: str | None = None               # why a pretrained SAE given to the explorer does not fit
-    dashboards: Path | None = None            # where feature_<f>.html pages are (default <run>/figures/dashboard)
     probe_labels: list | None = None          # arithmetic SAE runs: each feature's ground-truth label
+    stores: dict = field(default_factory=dict)  # {dictionary: interp.features.store.FeatureStore}
+    rows: dict = field(default_factory=dict)    # {dictionary: the feature list's rows}
 
 
 class Models:
@@ -79,8 +79,6 @@ class Models:
                 loaded.run.sae, _ = from_config(self.sae, model=loaded.run.model, device=self.device)
             except InterpError as e:
                 loaded.sae_note = f"the pretrained SAE does not fit this model: {e}"
-            if self.sae.get("path"):   # an SAE run's sae/ folder: that run's dashboards
-                loaded.dashboards = Path(self.sae["path"]).parent / FIGURES_DIR / "dashboard"
         return loaded
 
 
@@ -179,29 +177,25 @@ def topk_view(model, tokens: torch.Tensor, tokenizer, k: int) -> list[dict]:
 
 
 def sae_view(loaded: Loaded, inputs: torch.Tensor, labels: list[str]) -> dict:
-    """Top active SAE features per token (or per input row), linking dashboards that exist."""
+    """Top active features of the run's dictionary per token (or per input row); each links to its
+    feature page (a run of several dictionaries: the search page shows them all)."""
     from interp.sae.harvest import feature_acts
     from interp.sae.sites import sites_of
 
-    sae = loaded.run.sae
-    if sae is None:
+    found = dictionaries(loaded)
+    if not found:
         raise NotApplicable(loaded.sae_note or "this run has no SAE (train one with task=sae base_run=<this run>, "
                             "or give one to every run: analyze.py serve --sae <SAELens folder>)")
+    name, sae = next(iter(found.items()))
     feats = feature_acts(loaded.run.model, sae, inputs).float().cpu()
     feats = feats[0] if feats.ndim == 3 else feats   # one prompt: [pos, d_sae]; input rows: [rows, d_sae]
     top = feats.topk(min(SAE_TOP, feats.shape[-1]), dim=-1)
-    dashboards = loaded.dashboards or loaded.path / FIGURES_DIR / "dashboard"
-    rows = []
-    for label, values, ids in zip(labels, top.values.tolist(), top.indices.tolist()):
-        features = []
-        for f, a in zip(ids, values):
-            if a > 0:
-                page = dashboards / f"feature_{f}.html"
-                features.append({"feature": f, "act": round(a, 4), "dashboard": str(page) if page.is_file() else None})
-        rows.append({"token": label, "n_active": None, "features": features})
-    for row, n in zip(rows, (feats > 0).sum(-1).tolist()):
-        row["n_active"] = n
-    return {"hook": sites_of(sae).describe(), "d_sae": feats.shape[-1], "tokens": rows}
+    rows = [{"token": token, "n_active": n,
+             "features": [{"feature": f, "act": round(a, 4)} for f, a in zip(ids, values) if a > 0]}
+            for token, values, ids, n in zip(labels, top.values.tolist(), top.indices.tolist(),
+                                              (feats > 0).sum(-1).tolist())]
+    note = f" (the first of {len(found)} dictionaries; Search shows them all)" if len(found) > 1 else ""
+    return {"hook": sites_of(sae).describe() + note, "label": name, "d_sae": feats.shape[-1], "tokens": rows}
 
 
 def lstm_view(model, tokens: torch.Tensor) -> list[list[list[float]]]:
@@ -305,22 +299,28 @@ def row_views(loaded: Loaded, text: str) -> dict:
             "probe": guarded(probe_view, loaded, x)}
 
 
+def dictionaries(loaded: Loaded) -> dict:
+    """{label: dictionary} of a loaded run: its several (`saes`, labelled as in <run>/saes/), or its one
+    (labelled by its hook, as a one-dictionary run of several would be)."""
+    from interp.sae.dictionaries import label
+    from interp.sae.sites import sites_of
+
+    run = loaded.run
+    return dict(run.saes) if run.saes else {label(sites_of(run.sae)): run.sae} if run.sae is not None else {}
+
+
 def graph_view(loaded: Loaded, prompt: str, target: str | None = None) -> dict:
     """An attribution graph of the prompt through the run's per-layer transcoders (analysis
-    attribution_graph's defaults): the pruned graph's JSON, its scores, and each feature's dashboard page
-    where one exists."""
+    attribution_graph's defaults): the pruned graph's JSON, its scores, and which dictionary is each
+    layer's (its features link to their pages)."""
     from interp.analyses.attribution_graph import trace
+    from interp.sae.sites import hook_layer, sites_of
 
     run = loaded.run
     if run.tokenizer is None:
         raise NotApplicable("an attribution graph needs a language model; this run's data has no tokenizer")
     traced = trace(run.model, run.tokenizer, run.dictionaries, prompt, target=target or None, progress=False,
                    scan=f"interp:{loaded.path.name}")
-    dashboards = loaded.dashboards or loaded.path / FIGURES_DIR / "dashboard"
-    pages = {}
-    for layer, hook in enumerate(traced.doc["metadata"]["transcoder_list"]):
-        for folder in (dashboards / hook, dashboards):
-            for page in folder.glob("feature_*.html"):
-                pages.setdefault(f"{layer}_{page.stem.split('_')[1]}", str(page))
+    labels = {hook_layer(sites_of(sae).hook): name for name, sae in dictionaries(loaded).items()}
     return {"graph": traced.doc, "scores": {"full": traced.full, "pruned": traced.pruned},
-            "dashboards": pages, "build_s": round(traced.build_s, 3)}
+            "labels": labels, "build_s": round(traced.build_s, 3)}

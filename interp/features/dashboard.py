@@ -130,29 +130,45 @@ def collect(model, sae, batches, features: list[int] | None = None, *, k: int = 
 
 def logit_effects(model, sae, feature: int) -> torch.Tensor | None:
     """[d_vocab]: the direct effect of one unit of `feature` on the logits, W_dec[f] @ W_U, through
-    the final normalisation. Its per-token 1/σ scales every logit alike (a positive factor that does
-    not change the order), so it is left out; its centring and gain act on the direction itself:
+    the final normalisation (`unembedding_path`). None where the SAE's target has no such path."""
+    path = unembedding_path(model, sae)
+    if path is None:
+        return None
+    return path(feature_direction(sae, feature)).detach().float().cpu()
+
+
+def unembedding_path(model, sae):
+    """The direct path from the dictionary's target hook to the logits, as a function of directions
+    [..., d] written there (-> [..., d_vocab], on W_U's device and dtype), or None for hooks that do not
+    write to the residual stream in one step (attention internals) or non-transformers.
+    The final normalisation's per-token 1/σ scales every logit alike (a positive factor that does not
+    change the order), so it is left out; its centring and gain act on the direction itself:
     LN: (d - mean d) * w; LNPre (GPT-2 with folded LN: the gain already sits in W_U): d - mean d;
-    RMS: d * w. A hook inside an MLP (mlp.hook_post) goes through that layer's W_out first. None for
-    hooks that do not write to the residual stream in one step (attention internals) or non-transformers."""
+    RMS: d * w. A hook inside an MLP (mlp.hook_post) goes through that layer's W_out first."""
     import re
 
     cfg = getattr(model, "cfg", None)
     if cfg is None or not hasattr(model, "W_U"):
         return None
-    d = feature_direction(sae, feature).to(model.W_U.dtype).to(model.W_U.device)
     hook = sites_of(sae).target   # where the direction is written
+    W_out = None
     if hook.endswith(".mlp.hook_post") and (layer := hook_layer(hook)) is not None:
-        d = d @ model.blocks[layer].mlp.W_out
+        W_out = model.blocks[layer].mlp.W_out
     elif not re.fullmatch(r"blocks\.\d+\.hook_(resid_pre|resid_mid|resid_post|attn_out|mlp_out)|hook_embed|"
                           r"hook_pos_embed|unembed\.hook_in", hook):
         return None
     norm = cfg.normalization_type
-    if norm in ("LN", "LNPre"):
-        d = d - d.mean()
-    if norm in ("LN", "RMS"):
-        d = d * model.ln_final.w
-    return (d @ model.W_U).detach().float().cpu()
+
+    def path(d: torch.Tensor) -> torch.Tensor:
+        d = d.to(model.W_U.dtype).to(model.W_U.device)
+        if W_out is not None:
+            d = d @ W_out
+        if norm in ("LN", "LNPre"):
+            d = d - d.mean(-1, keepdim=True)
+        if norm in ("LN", "RMS"):
+            d = d * model.ln_final.w
+        return d @ model.W_U
+    return path
 
 
 @torch.no_grad()
@@ -208,7 +224,8 @@ def describe(model, sae, collector: FeatureCollector, corpus: Corpus, features: 
     def context(loc: int, i: int) -> dict:
         window, seq, start = corpus.context(loc, before, after)
         a = acts[seq][start:start + len(window), i]
-        return {"tokens": tokenizer.decode_tokens(window.tolist()), "acts": [round(x, 4) for x in a.tolist()],
+        return {"tokens": tokenizer.decode_tokens(window.tolist()), "ids": window.tolist(),
+                "acts": [round(x, 4) for x in a.tolist()],
                 "at": (loc & ((1 << POS_BITS) - 1)) - start, "value": round(a.max().item(), 4)}
 
     pages = []

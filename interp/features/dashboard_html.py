@@ -36,18 +36,21 @@ def _context(ctx: dict, scale: float) -> str:
     return f"<div class=\"ctx\"><span class=\"val\">{ctx['value']:.3g}</span>{toks}</div>"
 
 
-def _histogram(edges: list[float], counts: list[int], width: int = 340, height: int = 120) -> str:
-    """Bars of the log10-activation histogram as inline SVG (only the occupied range)."""
+def histogram_svg(edges: list[float], counts: list[int], width: int = 340, height: int = 120,
+                  mark: int | None = None, what: str = "") -> str:
+    """Bars of a histogram over log10 `edges` as inline SVG (only the occupied range; bin `mark`
+    highlighted). Every string in it is a number: nothing to escape."""
     used = [i for i, c in enumerate(counts) if c]
     if not used:
         return "<p>never fires on this corpus</p>"
-    lo, hi = used[0], used[-1] + 1
+    lo, hi = min(used + ([mark] if mark is not None else [])), max(used + ([mark] if mark is not None else [])) + 1
     top, n = max(counts), hi - lo
     bars = "".join(f"<rect x=\"{(i - lo) * width / n:.1f}\" y=\"{height - counts[i] * height / top:.1f}\" "
-                   f"width=\"{max(width / n - 1, 1):.1f}\" height=\"{counts[i] * height / top:.1f}\" fill=\"#e66100\">"
-                   f"<title>10^{edges[i]:.1f}-10^{edges[i + 1]:.1f}: {counts[i]}</title></rect>"
+                   f"width=\"{max(width / n - 1, 1):.1f}\" height=\"{max(counts[i] * height / top, 2 if i == mark else 0):.1f}\" "
+                   f"fill=\"{'#cf222e' if i == mark else '#e66100'}\">"
+                   f"<title>10^{edges[i]:.2f}-10^{edges[i + 1]:.2f}: {counts[i]}{what}</title></rect>"
                    for i in range(lo, hi))
-    return (f"<svg width=\"{width}\" height=\"{height + 16}\">{bars}"
+    return (f"<svg width=\"{width}\" height=\"{height + 16}\" role=\"img\">{bars}"
             f"<text x=\"0\" y=\"{height + 13}\" font-size=\"11\">{10 ** edges[lo]:.3g}</text>"
             f"<text x=\"{width}\" y=\"{height + 13}\" font-size=\"11\" text-anchor=\"end\">{10 ** edges[hi]:.3g}</text>"
             "</svg>")
@@ -72,7 +75,7 @@ def feature_page(page: dict, title: str) -> str:
             stats += f"<tr><td>{label}</td><td>{page[key]:+.4g} nats</td></tr>"
     stats += "</table>"
     left = (f"<h3>Statistics</h3>{stats}<h3>Activation histogram (log scale, firing tokens)</h3>"
-            f"{_histogram(page['hist_edges'], page['hist'])}"
+            f"{histogram_svg(page['hist_edges'], page['hist'])}"
             "<h3>Logits W<sub>dec</sub>[f] · W<sub>U</sub> (through the final norm's centring and gain)</h3>"
             f"{_logits(page['logits'])}")
     right = "<h3>Top activations</h3>" + "".join(_context(c, scale) for c in page["top"])

@@ -33,9 +33,11 @@ def _like(vec: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
     return vec.to(act.dtype).view(act.shape[2:] if act.ndim > 3 else act.shape[-1:])
 
 
-def steering_hook(sae, feature: int, scale: float):
-    """A forward hook adding `scale × direction(feature)` at every position."""
-    direction = feature_direction(sae, feature)
+def steering_hook(sae, feature: int | list[int], scale: float):
+    """A forward hook adding `scale × direction(feature)` at every position (several features: the sum
+    of their directions, each times `scale`)."""
+    features = [feature] if isinstance(feature, int) else list(feature)
+    direction = sum(feature_direction(sae, f) for f in features)
 
     def hook(act, x=None):
         return act + scale * _like(direction, act)
@@ -81,13 +83,13 @@ def hooked(model, sae, hook_fn):
 
 
 @torch.no_grad()
-def steered_logits(model, sae, feature: int, scale: float, tokens: torch.Tensor) -> torch.Tensor:
+def steered_logits(model, sae, feature: int | list[int], scale: float, tokens: torch.Tensor) -> torch.Tensor:
     with hooked(model, sae, steering_hook(sae, feature, scale)):
         return model(tokens)
 
 
 @torch.no_grad()
-def steer_generate(model, sae, feature: int, scale: float, tokens: list[int], max_new_tokens: int,
+def steer_generate(model, sae, feature: int | list[int], scale: float, tokens: list[int], max_new_tokens: int,
                    stop_id: int) -> tuple[list[int], list[int]]:
     """Greedy continuations of `tokens` without and with the steering vector added."""
     from interp.tasks.generate import greedy_complete

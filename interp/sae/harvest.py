@@ -75,7 +75,12 @@ def feature_acts(model, sae, inputs: torch.Tensor) -> torch.Tensor:
     """A dictionary's feature activations of `inputs` (tokens [B, T], or rows [B, n] of a regression model):
     the model up to the dictionary's input hook, then its encoder; [B, T, d_sae] (or [B, d_sae]) on its device."""
     hook = hook_of(sae)
-    acts = run_to(model, inputs, hook)[hook]
+    return encode_acts(sae, run_to(model, inputs, hook)[hook])
+
+
+@torch.no_grad()
+def encode_acts(sae, acts: torch.Tensor) -> torch.Tensor:
+    """A dictionary's features of its input hook's cached activations, on its device."""
     acts = acts.flatten(2) if acts.ndim > 3 else acts   # hook_z [.., head, d_head]: one vector, as SAELens reshapes
     return sae.encode(acts.to(sae.W_enc.device, sae.W_enc.dtype))
 
