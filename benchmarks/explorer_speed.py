@@ -10,7 +10,7 @@ several dictionaries:
     python benchmarks/explorer_speed.py --run multirun/q21/skip_x16_all [--features 10]
 
 The caches are built in a scratch folder of the run (removed at the end), so the run's own cache is neither
-used nor touched. Threads: 1, as `analyze.py serve` sets.
+used nor touched. Threads: 1, as `analyze.py serve` sets (the workbench raises it for its batch work).
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ def main() -> None:
     parser.add_argument("--run", required=True, help="a run with dictionaries (an SAE or transcoder run)")
     parser.add_argument("--features", type=int, default=10, help="feature pages to time")
     args = parser.parse_args()
-    torch.set_num_threads(1)
+    torch.set_num_threads(1)   # as `analyze.py serve` does; the workbench's heavy work takes every core itself
 
     from starlette.testclient import TestClient
 
@@ -68,6 +68,8 @@ def main() -> None:
         warm = [timed(client, "/feature", {"path": str(run), "dict": name, "feature": f}) for f in alive]
         text = ("def add(a, b):\n    return a + b\n\nThe licence grants you the right to copy, modify and "
                 "distribute the software, provided that")
+        pieces = client.get("/api/search", params={"path": str(run), "prompt": text * 4}).json()["tokens"]
+        text = "".join(pieces[1:64])   # 63 tokens after the leading [eot]: 64 in all
         tokens = len(client.get("/api/search", params={"path": str(run), "prompt": text}).json()["tokens"])
         search = [timed(client, "/search", {"path": str(run), "prompt": text}) for _ in range(10)]
         steer = [timed(client, "/steer", {"path": str(run), "dict": name, "feature": alive[0], "prompt": text,

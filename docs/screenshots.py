@@ -57,7 +57,7 @@ def main() -> None:
                 "feature": "feature?" + urlencode({"path": runs, "dict": name, "feature": feature}),
                 "search": "search?" + urlencode({"path": runs, "prompt": TEXT}),
                 "steer": "steer?" + urlencode({"path": runs, "dict": name, "feature": feature, "scale": 10,
-                                               "prompt": TEXT}),
+                                               "prompt": PROMPT}),
                 "graph": "graph?" + urlencode({"path": runs, "prompt": PROMPT}),
                 "sweep": "sweep?" + urlencode({"path": args.sweep}),
             }

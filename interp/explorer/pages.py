@@ -197,12 +197,14 @@ def features_page(info: RunInfo, form: dict, result: dict, names: list[str]) -> 
 
 
 def feature_page(info: RunInfo, result: dict, names: list[str]) -> str:
+    from interp.explorer.workbench import ABLATION_ROWS
     from interp.features.dashboard_html import histogram_svg
 
     page = result["page"]
     return render("feature.html", info=info, tabs=run_tabs(info.path, True), names=names, dictionary=result["label"],
                   kind=result["kind"], d_sae=result["d_sae"], page=page, specialist=result["specialist"],
                   scale=page["max"] or 1.0, seconds=result["seconds"], store_note=result["note"],
+                  ablation_rows=ABLATION_ROWS,
                   activation_hist=Markup(histogram_svg(page["hist_edges"], page["hist"], what=" tokens")),
                   density_hist=_density_hist(result["densities"], page["density"]))
 

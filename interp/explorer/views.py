@@ -42,6 +42,7 @@ class Loaded:
     probe_labels: list | None = None          # arithmetic SAE runs: each feature's ground-truth label
     stores: dict = field(default_factory=dict)  # {dictionary: interp.features.store.FeatureStore}
     rows: dict = field(default_factory=dict)    # {dictionary: the feature list's rows}
+    ablation: dict | None = None                # the validation batch feature pages ablate on
 
 
 class Models:

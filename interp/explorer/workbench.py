@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
-from itertools import islice
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -21,9 +22,23 @@ from interp.explorer.views import Loaded, dictionaries, encode
 
 CACHE_DIR = "explorer"      # <run>/explorer/: the workbench's caches (rebuilt when missing)
 STORE_TOKENS = 65_536       # validation tokens a dictionary's statistics are built from
-ABLATION_BATCHES = 2        # validation batches a feature page's ablation effect is measured on
+ABLATION_ROWS = 8           # validation sequences a feature page's ablation effect is measured on
 LIST_DEFAULT, SEARCH_TOP = 200, 3
 SORTS = {"max": "max activation", "density": "density", "specialist": "specialist score", "feature": "feature index"}
+
+
+@contextmanager
+def every_core():
+    """Batch work (a dictionary's statistics, a feature page's contexts and ablation) on every core: the
+    explorer answers prompts on one thread (fastest for a short prompt), but these are thousands of tokens
+    (a feature page: 0.97 s on one thread, 0.63 s on two, benchmarks/explorer_speed.py). Requests run one at
+    a time (Models.lock), so changing the process's thread count is safe here."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(max(before, min(os.cpu_count() or 1, 8)))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def pick(loaded: Loaded, name: str | None) -> tuple[str, object]:
@@ -64,9 +79,10 @@ def store_of(loaded: Loaded, name: str):
     if name not in stores:
         _, sae = pick(loaded, name)
         data = validation(loaded)
-        stores[name] = load_or_build(loaded.run.model, sae, data.val_dataloader(), loaded.path / CACHE_DIR,
-                                     max_tokens=STORE_TOKENS, label=name, progress=True,
-                                     data_key=content_key([loaded.run.config.get("data"), loaded.run.data_seed]))
+        with every_core():
+            stores[name] = load_or_build(loaded.run.model, sae, data.val_dataloader(), loaded.path / CACHE_DIR,
+                                         max_tokens=STORE_TOKENS, label=name, progress=True,
+                                         data_key=content_key([loaded.run.config.get("data"), loaded.run.data_seed]))
     return stores[name]
 
 
@@ -138,8 +154,9 @@ def feature_list(loaded: Loaded, name: str | None, sort: str = "max", n: int = L
     store = store_of(loaded, name)
     rows = loaded.rows
     if name not in rows:
-        rows[name] = feature_rows(store, loaded.run.model, sae, loaded.run.tokenizer,
-                                  cache_dir=loaded.path / CACHE_DIR)
+        with every_core():
+            rows[name] = feature_rows(store, loaded.run.model, sae, loaded.run.tokenizer,
+                                      cache_dir=loaded.path / CACHE_DIR)
         spec = specialists(loaded, name)
         for r in rows[name]:
             best = spec.get(r["feature"], [])
@@ -156,6 +173,15 @@ def feature_list(loaded: Loaded, name: str | None, sort: str = "max", n: int = L
             "seconds": time.perf_counter() - started, "note": getattr(store, "note", None)}
 
 
+def ablation_batch(loaded: Loaded, data) -> dict:
+    """The first ABLATION_ROWS validation sequences, read once per run: every feature page's ablation
+    effect is measured on the same tokens (a few thousand: the page stays under a second)."""
+    if loaded.ablation is None:
+        batch = next(iter(data.val_dataloader()))
+        loaded.ablation = {k: v[:ABLATION_ROWS] if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+    return loaded.ablation
+
+
 def feature_view(loaded: Loaded, name: str | None, feature: int) -> dict:
     """A feature's page: its contexts, quantile samples, histograms, logits, ablation effect, specialist."""
     from interp.features.store import feature_page
@@ -164,8 +190,9 @@ def feature_view(loaded: Loaded, name: str | None, feature: int) -> dict:
     started = time.perf_counter()
     store = store_of(loaded, name)
     data = validation(loaded)
-    page = feature_page(store, loaded.run.model, sae, loaded.run.tokenizer, feature,
-                        islice(data.val_dataloader(), ABLATION_BATCHES), loaded.path / CACHE_DIR)
+    with every_core():
+        page = feature_page(store, loaded.run.model, sae, loaded.run.tokenizer, feature,
+                            [ablation_batch(loaded, data)], loaded.path / CACHE_DIR)
     tok = loaded.run.tokenizer
     page = {**page, "top": [readable(c, tok) for c in page["top"]],
             "quantiles": [{**q, "examples": [readable(c, tok) for c in q["examples"]]} for q in page["quantiles"]]}

@@ -217,9 +217,16 @@ def describe(model, sae, collector: FeatureCollector, corpus: Corpus, features: 
         sample_v, sample_l = collector.sample.of(col)
         plans.append(({"value": values.tolist(), "locs": locs.tolist()},
                       quantile_picks(sample_v, sample_l, n_quantiles, per_quantile)))
-    needed = sorted({loc >> POS_BITS for top, groups in plans
-                     for loc in top["locs"] + [x for g in groups for x in g["locs"]]})
-    acts = dict(zip(needed, sequence_activations(model, sae, [corpus.sequences[s] for s in needed], features)))
+    # each sequence a context is taken from, cut after the last token a context shows (a causal model's
+    # activations before the cut do not depend on what follows it)
+    ends: dict[int, int] = {}
+    for top, groups in plans:
+        for loc in top["locs"] + [x for g in groups for x in g["locs"]]:
+            seq, pos = loc >> POS_BITS, loc & ((1 << POS_BITS) - 1)
+            ends[seq] = max(ends.get(seq, 0), pos + after + 1)
+    needed = sorted(ends)
+    acts = dict(zip(needed, sequence_activations(model, sae, [corpus.sequences[s][:ends[s]] for s in needed],
+                                                 features)))
 
     def context(loc: int, i: int) -> dict:
         window, seq, start = corpus.context(loc, before, after)
