@@ -320,9 +320,11 @@ def test_an_attribution_graph_through_the_transcoders_of_one_pass_from_analyze_p
     from interp.explorer.app import create_app
 
     client = TestClient(create_app([runs]))
-    page = client.post("/graph", data={"path": str(run), "prompt": "<script>alert(1)</script> def f(x):"})
+    page = client.post("/graph", data={"path": str(run), "prompt": "<script>alert(1)</script> def f(x):",
+                                       "node_threshold": "1", "edge_threshold": "1"})   # weak features: keep all
     assert page.status_code == 200, page.text[-2000:]
     assert page.text.count("<circle") > 5 and 'id="scores"' in page.text
+    assert "top in " in page.text and "/feature?path=" in page.text   # each feature: its contexts, its page
     assert "<script>alert" not in page.text and "&lt;script&gt;alert(1)" in page.text
     bad = client.post("/graph", data={"path": str(run), "prompt": "def f(x):", "target": " return value"})
     assert bad.status_code == 400 and "one token" in bad.text

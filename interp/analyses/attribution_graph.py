@@ -216,13 +216,18 @@ def top_contexts(model, datamodule, transcoders: list, doc: dict, k: int, max_to
         collector, corpus = collect(model, transcoders[layer], datamodule.val_dataloader(), features, k=k,
                                     n_samples=1, max_tokens=max_tokens)
         for col, f in enumerate(features):
-            shown = []
-            for value, loc in zip(*(x.tolist() for x in collector.top.of(col))):
-                window, _, _ = corpus.context(loc, 8, 0)
-                shown.append(f"{value:.2f}: {tok.decode(window[:-1].tolist())}[[{tok.decode(window[-1:].tolist())}]]")
-            if shown:
-                notes |= {node: f"top in {collector.n_tokens} tokens: " + " | ".join(shown) for node in nodes[layer, f]}
+            if note := context_note(*collector.top.of(col), corpus, tok, collector.n_tokens):
+                notes |= {node: note for node in nodes[layer, f]}
     return notes
+
+
+def context_note(values, locs, corpus, tok, n_tokens: int, k: int | None = None) -> str | None:
+    """A feature's top activating contexts as one line of a tooltip: 'value: eight tokens before[[the token]]'."""
+    shown = []
+    for value, loc in list(zip(values.tolist(), locs.tolist()))[:k]:
+        window, _, _ = corpus.context(loc, 8, 0)
+        shown.append(f"{value:.2f}: {tok.decode(window[:-1].tolist())}[[{tok.decode(window[-1:].tolist())}]]")
+    return f"top in {n_tokens} tokens: " + " | ".join(shown) if shown else None
 
 
 def intervention_report(rep: LocalReplacement, values: dict, graph, tok) -> dict:

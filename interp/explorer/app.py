@@ -1,15 +1,16 @@
-"""The explorer's Starlette app. Runs are only read; every path a request names must lie inside the
-outputs folders (symlinks resolved), or the request is refused (403), and so must every file a run's
-loading reads (its checkpoint, config, sae/).
+"""The explorer's Starlette app. Runs are only read, except for the workbench's caches (`<run>/explorer/`);
+every path a request names must lie inside the outputs folders (symlinks resolved), or the request is
+refused (403), and so must every file a run's loading reads (its checkpoint, config, sae/, saes/) and
+its cache folder.
 
     /                       start page: runs and sweeps          /api/runs     the same as JSON
     /run?path=&prompt=      a run's page and its prompt views    /api/prompt   the views as JSON
     /run?path=&inputs=      the arithmetic MLP on one input row  /api/row      the same as JSON
-    /file?path=             a figure or report of a run          /static/plotly.min.js, /static/explorer.js
-    /graph?path=&prompt=    an attribution graph of the prompt through the run's per-layer transcoders
+    /file?path=             a figure or report of a run          /static/plotly.min.js, /static/explorer.{js,css}
+    /graph, /features, /feature, /search, /steer, /sweep, /compare: the feature workbench (workbench_routes)
 
-/run and /api/* take their parameters from the query string (links) or a POST body (a form, or JSON):
-the run page's form POSTs, so a long prompt is not cut by the server's URL limit. A bad parameter is a
+Pages take their parameters from the query string (links: the forms GET, so a view's state is its URL) or
+a POST body (a form, or JSON): a form whose text is too long for a URL is POSTed by explorer.js. A bad parameter is a
 4xx whose message says which and what it takes; every response carries the security headers below.
 """
 
@@ -34,7 +35,7 @@ from interp.errors import ConfigError, InterpError
 from interp.explorer import pages, workbench_routes
 from interp.explorer.render import STATIC
 from interp.explorer.listing import BadPath, Refused, clip, inside, read_run, require_inside, scan
-from interp.explorer.views import Models, graph_view, kind_of, prompt_views, row_views
+from interp.explorer.views import Models, kind_of, prompt_views, row_views
 
 MAX_BODY = 1 << 20   # bytes of a POST body: a 1 MB prompt is ~250k tokens, far beyond any model's context
 K_MAX = 50
@@ -209,25 +210,6 @@ def create_app(roots: list[Path], device: str = "cpu", sae: dict | None = None) 
         html = pages.run_page(info, kind, params, result, error, n_layers, n_heads, tabs(info, loaded))
         return HTMLResponse(html, 400 if error else 200)
 
-    async def graph_page(request):
-        params = await params_of(request)
-        info = run_info(params)
-        prompt = params.get("prompt", "").replace("\r\n", "\n")
-
-        def compute_graph():
-            with models.lock:
-                loaded = models.get(info.path)
-                if not prompt:
-                    return None, None
-                try:
-                    return graph_view(loaded, prompt, params.get("target") or None), None
-                except (InterpError, ValueError) as e:
-                    return None, str(e)
-
-        result, error = await run_in_threadpool(compute_graph)
-        html = pages.graph_page(info, params, result, error, tabs(info))
-        return HTMLResponse(html, 400 if error else 200)
-
     async def api_views(request):
         params = await params_of(request)
         info = run_info(params)
@@ -270,7 +252,6 @@ def create_app(roots: list[Path], device: str = "cpu", sae: dict | None = None) 
               InterpError: answer(409, "the run cannot be loaded: "), Exception: server_error}
     return Starlette(routes=[Route("/", home), Route("/api/runs", api_runs),
                              Route("/run", run_page, methods=["GET", "POST"]),
-                             Route("/graph", graph_page, methods=["GET", "POST"]),
                              Route("/api/prompt", api_views, methods=["GET", "POST"]),
                              Route("/api/row", api_views, methods=["GET", "POST"]), Route("/file", file),
                              *workbench_routes.routes(models, run_info, params_of, integer),

@@ -165,7 +165,7 @@ def graph_page(info: RunInfo, form: dict, result: dict | None, error: str | None
         def node_link(layer: int, feature: int):
             return feature_link(info.path, labels[layer], feature) if layer in labels else None
 
-        svg = Markup(graph_svg(result["graph"], node_link))   # graph_svg escapes every string it holds
+        svg = Markup(graph_svg(result["graph"], node_link, result["notes"]))   # graph_svg escapes every string
     return render("graph.html", info=info, form=form, result=result, error=error, legend=LEGEND, svg=svg,
                   tabs=tabs or run_tabs(info.path, True))
 

@@ -308,20 +308,3 @@ def dictionaries(loaded: Loaded) -> dict:
 
     run = loaded.run
     return dict(run.saes) if run.saes else {label(sites_of(run.sae)): run.sae} if run.sae is not None else {}
-
-
-def graph_view(loaded: Loaded, prompt: str, target: str | None = None) -> dict:
-    """An attribution graph of the prompt through the run's per-layer transcoders (analysis
-    attribution_graph's defaults): the pruned graph's JSON, its scores, and which dictionary is each
-    layer's (its features link to their pages)."""
-    from interp.analyses.attribution_graph import trace
-    from interp.sae.sites import hook_layer, sites_of
-
-    run = loaded.run
-    if run.tokenizer is None:
-        raise NotApplicable("an attribution graph needs a language model; this run's data has no tokenizer")
-    traced = trace(run.model, run.tokenizer, run.dictionaries, prompt, target=target or None, progress=False,
-                   scan=f"interp:{loaded.path.name}")
-    labels = {hook_layer(sites_of(sae).hook): name for name, sae in dictionaries(loaded).items()}
-    return {"graph": traced.doc, "scores": {"full": traced.full, "pruned": traced.pruned},
-            "labels": labels, "build_s": round(traced.build_s, 3)}

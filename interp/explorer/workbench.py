@@ -279,3 +279,33 @@ def cache_size(run: Path) -> int:
     """Bytes of the workbench's caches in a run (shown on its page, so a user knows what can be deleted)."""
     folder = run / CACHE_DIR
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) if folder.is_dir() else 0
+
+
+GRAPH_NOTES = 3   # top contexts per feature node in the graph's tooltips
+
+
+def graph_view(loaded: Loaded, prompt: str, target: str | None = None, *, node_threshold: float = 0.8,
+               edge_threshold: float = 0.98) -> dict:
+    """An attribution graph of the prompt through the run's per-layer transcoders (analysis
+    attribution_graph's defaults): the pruned graph's JSON, its scores, which dictionary is each layer's
+    (its features link to their pages), and each feature node's top contexts (from the dictionary's
+    statistics, built on first use like a feature page's)."""
+    from interp.analyses.attribution_graph import context_note, trace
+    from interp.sae.sites import hook_layer, sites_of
+
+    run = loaded.run
+    if run.tokenizer is None:
+        raise NotApplicable("an attribution graph needs a language model; this run's data has no tokenizer")
+    traced = trace(run.model, run.tokenizer, run.dictionaries, prompt, target=target or None, progress=False,
+                   scan=f"interp:{loaded.path.name}", node_threshold=node_threshold, edge_threshold=edge_threshold)
+    labels = {hook_layer(sites_of(sae).hook): name for name, sae in dictionaries(loaded).items()}
+    notes = {}
+    for node in traced.doc["nodes"]:
+        if node["feature_type"] == "cross layer transcoder":
+            layer, feature, _ = map(int, node["node_id"].split("_"))
+            store = store_of(loaded, labels[layer])
+            if note := context_note(*store.collector.top.of(feature), store.corpus, run.tokenizer,
+                                    store.collector.n_tokens, GRAPH_NOTES):
+                notes[node["node_id"]] = note
+    return {"graph": traced.doc, "scores": {"full": traced.full, "pruned": traced.pruned},
+            "labels": labels, "notes": notes, "build_s": round(traced.build_s, 3)}

@@ -6,6 +6,7 @@ too long for one), so a view is shared as a link and the back button works.
     /feature?path=&dict=&feature=         one feature's page                        /api/feature
     /search?path=&prompt=&top=            which features fire on which token        /api/search
     /steer?path=&dict=&feature=&scale=&prompt=&tokens=   steering and ablation      /api/steer
+    /graph?path=&prompt=&target=&node_threshold=&edge_threshold=   an attribution graph (per-layer transcoders)
     /sweep?path=                          a sweep's jobs and comparison
     /compare?a=&b=&prompt=                two runs side by side on one prompt
 """
@@ -106,6 +107,14 @@ def routes(models, run_info, params_of, integer) -> list[Route]:
                                         p["prompt"], integer(p, "tokens", 24, 1, 200))
         return await serve(request, work, pages.steer_page, needs="prompt")
 
+    async def graph(request):
+        def work(loaded, p):
+            thresholds = {name: number(p, name, default) for name, default in
+                          (("node_threshold", 0.8), ("edge_threshold", 0.98))}
+            return workbench.graph_view(loaded, p["prompt"], p.get("target") or None, **thresholds)
+        return await serve(request, work, lambda info, p, result, error, names: pages.graph_page(info, p, result, error),
+                           needs="prompt")
+
     async def sweep(request):
         path = request.query_params.get("path", "")
         resolved = inside(path, models.roots)
@@ -133,4 +142,4 @@ def routes(models, run_info, params_of, integer) -> list[Route]:
             Route("/feature", feature, methods=both), Route("/api/feature", feature, methods=both),
             Route("/search", search, methods=both), Route("/api/search", search, methods=both),
             Route("/steer", steer, methods=both), Route("/api/steer", steer, methods=both),
-            Route("/sweep", sweep), Route("/compare", compare)]
+            Route("/graph", graph, methods=both), Route("/sweep", sweep), Route("/compare", compare)]
