@@ -424,6 +424,18 @@ def browser_or_skip():
     return sync_playwright
 
 
+def open_page(playwright):
+    """(browser, page, refused): Debian's Chromium, a page whose waits allow slow shared CPUs (the first
+    prompt fits the PCA basis), and the Content-Security-Policy refusals it logs (the explorer's pages must
+    work under their own policy: a test asserts the list stays empty)."""
+    browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+    page = browser.new_page(viewport={"width": 1300, "height": 900})
+    page.set_default_timeout(300_000)
+    refused = []
+    page.on("console", lambda m: refused.append(m.text) if "Content Security Policy" in m.text else None)
+    return browser, page, refused
+
+
 @contextlib.contextmanager
 def explorer(env: dict, *roots: Path):
     """`analyze.py serve` on a free port over `roots`, as a user starts it: yields its URL."""
@@ -452,11 +464,7 @@ def test_browser_lists_runs_and_renders_a_prompt(roots, sae_run, train_env):
     with explorer(train_env, outputs, multirun) as url:
         shown = [visible(t) for t in expected_tokens(run)]   # '·' for spaces, '\\n' for newlines
         with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-            page = browser.new_page(viewport={"width": 1300, "height": 900})
-            page.set_default_timeout(300_000)   # the first prompt fits the PCA basis; shared CPUs are slow
-            refused = []   # the explorer's pages must work under its own Content-Security-Policy
-            page.on("console", lambda m: refused.append(m.text) if "Content Security Policy" in m.text else None)
+            browser, page, refused = open_page(p)
             page.goto(url)
             assert page.locator("tr.run").count() == 4   # the run, its SAE run, the half-written one, the sweep's job
             page.screenshot(path=shots / "start.png", full_page=True)
@@ -516,11 +524,7 @@ def test_browser_workbench_pages_work_are_labelled_and_read_without_javascript(r
     name = "blocks.1.hook_resid_post"
     sweep = multirun / "2026-01-02" / "09-00-00_sweep"
     with explorer(train_env, outputs, multirun) as url, sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        page = browser.new_page(viewport={"width": 1300, "height": 900})
-        page.set_default_timeout(300_000)
-        refused = []
-        page.on("console", lambda m: refused.append(m.text) if "Content Security Policy" in m.text else None)
+        browser, page, refused = open_page(p)
         page.goto(f"{url}run?{urlencode({'path': sae_run})}")
         with page.expect_navigation():
             page.click("#tab-features")
@@ -568,4 +572,8 @@ def test_browser_workbench_pages_work_are_labelled_and_read_without_javascript(r
         assert plain.locator("#features tbody tr").count() > 3
         plain.goto(f"{url}search?{urlencode({'path': sae_run, 'prompt': PROMPT})}")
         assert plain.locator("#search a.feat").count() > 0
+        plain.goto(f"{url}steer?{urlencode({'path': sae_run, 'dict': name, 'feature': 1, 'prompt': PROMPT})}")
+        assert plain.locator("#with").text_content().startswith(PROMPT)
+        plain.goto(url)
+        assert plain.locator("tr.run").count() == 4 and plain.locator("h2.sweep a").count() == 1
         browser.close()

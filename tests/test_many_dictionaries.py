@@ -330,15 +330,11 @@ def test_an_attribution_graph_through_the_transcoders_of_one_pass_from_analyze_p
     assert bad.status_code == 400 and "one token" in bad.text
     assert f'href="/graph?path={quote_plus(str(run))}"' in client.get("/run", params={"path": str(run)}).text
 
-    from test_explorer import CHROMIUM, browser_or_skip, explorer
+    from test_explorer import browser_or_skip, explorer, open_page
 
     sync_playwright = browser_or_skip()
     with explorer(train_env, runs) as url, sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        tab = browser.new_page(viewport={"width": 1300, "height": 900})
-        tab.set_default_timeout(300_000)
-        refused = []
-        tab.on("console", lambda m: refused.append(m.text) if "Content Security Policy" in m.text else None)
+        browser, tab, refused = open_page(p)
         tab.goto(f"{url}run?path={run}")
         with tab.expect_navigation():
             tab.click("#tab-graph")

@@ -8,7 +8,7 @@ Node ids (circuit-tracer's): a feature `{layer}_{feature}_{pos}`, an error `{lay
 
 from __future__ import annotations
 
-import html
+from pathlib import Path
 
 import torch
 
@@ -80,18 +80,18 @@ def _row(node: dict) -> int:
     return int(node["layer"]) + (node["feature_type"] != "logit")
 
 
-def graph_svg(doc: dict, feature_link=None, notes: dict[str, str] | None = None) -> str:
-    """The graph as one SVG: tokens along the bottom, layers up to the logits, edges blue (positive) and
-    red (negative) with width by weight, a tooltip on every node and edge. `feature_link(layer, feature)`
-    gives a feature's page (its dashboard) or None; `notes` {node id: text} adds to a node's tooltip (e.g. a
-    feature's top activating contexts). Every string from the graph is escaped; no script."""
+def graph_layout(doc: dict, feature_link=None, notes: dict[str, str] | None = None) -> dict:
+    """Where everything of the graph's picture goes, as plain values (templates/graph.svg draws them):
+    tokens along the bottom, layers up to the logits, edges blue (positive) and red (negative) with width by
+    weight, a tooltip on every node and edge. `feature_link(layer, feature)` gives a feature's page or None;
+    `notes` {node id: text} adds to a node's tooltip (e.g. a feature's top activating contexts)."""
     nodes, links = doc["nodes"], doc["links"]
     n_pos = len(doc["metadata"]["prompt_tokens"])
     rows = max((_row(n) for n in nodes), default=1)   # the logits' row
     cells: dict[tuple[int, int], list[str]] = {}
     for n in nodes:
         cells.setdefault((_row(n), n["ctx_idx"]), []).append(n["node_id"])
-    labels = [visible(tok) for tok in doc["metadata"]["prompt_tokens"]]
+    labels = [visible(tok) for tok in doc["metadata"]["prompt_tokens"]]   # · for a space, \n for a newline
     # each position as wide as its fullest (layer, position) cell and its token, at least _W
     widths = [max([_W, 7 * len(labels[p]) + 10] + [len(ids) * 2 * _R + 8 for (_, pos), ids in cells.items()
                                                     if pos == p]) for p in range(n_pos)]
@@ -100,19 +100,17 @@ def graph_svg(doc: dict, feature_link=None, notes: dict[str, str] | None = None)
     placed = {node: (left[pos] + 4 + i * 2 * _R, height - 40 - row * _H)
               for (row, pos), ids in cells.items() for i, node in enumerate(ids)}
     top = max((abs(link["weight"]) for link in links), default=1.0) or 1.0
-    esc = html.escape
-    parts = []
+    lines = []
     for link in sorted(links, key=lambda link: abs(link["weight"])):
         (x1, y1), (x2, y2) = placed[link["source"]], placed[link["target"]]
-        colour = "#2563eb" if link["weight"] > 0 else "#dc2626"
-        parts.append(f'<line x1="{x1:.1f}" y1="{y1:.1f}" x2="{x2:.1f}" y2="{y2:.1f}" stroke="{colour}" '
-                     f'stroke-width="{0.3 + 3 * abs(link["weight"]) / top:.2f}" '
-                     f'stroke-opacity="{0.08 + 0.7 * abs(link["weight"]) / top:.2f}">'
-                     f'<title>{esc(link["source"])} → {esc(link["target"])}: {link["weight"]:+.4g}</title></line>')
+        share = abs(link["weight"]) / top
+        lines.append({"x1": x1, "y1": y1, "x2": x2, "y2": y2, "colour": "#2563eb" if link["weight"] > 0 else "#dc2626",
+                      "width": 0.3 + 3 * share, "opacity": 0.08 + 0.7 * share,
+                      "title": f'{link["source"]} → {link["target"]}: {link["weight"]:+.4g}'})
     fill = {"cross layer transcoder": "#f59e0b", "mlp reconstruction error": "#9ca3af", "embedding": "#10b981",
             "logit": "#8b5cf6"}
+    circles = []
     for n in nodes:
-        x, y = placed[n["node_id"]]
         tip = [n["node_id"], n["feature_type"]]
         if n["activation"] is not None:
             tip.append(f"activation {n['activation']:.4g}")
@@ -122,20 +120,30 @@ def graph_svg(doc: dict, feature_link=None, notes: dict[str, str] | None = None)
             tip.append(n["clerp"])
         if notes and n["node_id"] in notes:
             tip.append(notes[n["node_id"]])
-        circle = (f'<circle cx="{x:.1f}" cy="{y:.1f}" r="{_R}" fill="{fill.get(n["feature_type"], "#000")}">'
-                  f'<title>{esc(" · ".join(tip))}</title></circle>')
         href = None
         if n["feature_type"] == "cross layer transcoder" and feature_link is not None:
-            layer, feature = int(n["layer"]), int(n["node_id"].split("_")[1])
-            href = feature_link(layer, feature)
-        parts.append(f'<a href="{esc(href)}">{circle}</a>' if href else circle)
-    for pos, label in enumerate(labels):   # whitespace made visible: · for a space, \n for a newline
-        parts.append(f'<text x="{left[pos]}" y="{height - 12}" font-size="11" font-family="monospace">'
-                     f'{esc(label)}</text>')
-    for row in range(rows + 1):
-        label = "emb" if row == 0 else ("logits" if row == rows else f"L{row - 1}")
-        parts.append(f'<text x="4" y="{height - 36 - row * _H}" font-size="10" fill="#555">{label}</text>')
-    return f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}">{"".join(parts)}</svg>'
+            href = feature_link(int(n["layer"]), int(n["node_id"].split("_")[1]))
+        x, y = placed[n["node_id"]]
+        circles.append({"x": x, "y": y, "fill": fill.get(n["feature_type"], "#000"), "title": " · ".join(tip),
+                        "href": href})
+    return {"width": width, "height": height, "radius": _R, "lines": lines, "nodes": circles,
+            "tokens": [{"x": left[pos], "y": height - 12, "label": label} for pos, label in enumerate(labels)],
+            "rows": [{"y": height - 36 - row * _H, "label": "emb" if row == 0 else "logits" if row == rows else f"L{row - 1}"}
+                     for row in range(rows + 1)]}
+
+
+def _template(name: str):
+    """A template of templates/ (autoescaped: every string from the graph is escaped where it is shown)."""
+    import jinja2
+
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"), autoescape=True,
+                             undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    return env.get_template(name)
+
+
+def graph_svg(doc: dict, feature_link=None, notes: dict[str, str] | None = None) -> str:
+    """The graph as one SVG (graph_layout drawn by templates/graph.svg): no script."""
+    return _template("graph.svg").render(**graph_layout(doc, feature_link, notes))
 
 
 LEGEND = ("Features orange, errors grey, tokens green, logits purple; edges blue when positive, red when negative. "
@@ -144,15 +152,10 @@ LEGEND = ("Features orange, errors grey, tokens green, logits purple; edges blue
 
 def graph_html(doc: dict, feature_link=None, notes: dict[str, str] | None = None) -> str:
     """A self-contained page of the graph (graph_svg) with its prompt and size."""
-    esc = html.escape
-    meta = doc["metadata"]
-    title = f"attribution graph: {meta['prompt']}"
-    return (f'<!doctype html><html><head><meta charset="utf-8"><title>{esc(title)}</title>'
-            '<style>body{font-family:system-ui,sans-serif;margin:1.5rem;color:#111}'
-            'svg{border:1px solid #ddd;background:#fff}</style></head><body>'
-            f'<h1 style="font-size:1.2rem">{esc(title)}</h1>'
-            f'<p>{len(doc["nodes"])} nodes, {len(doc["links"])} edges kept (node threshold '
-            f'{meta["node_threshold"]}). {LEGEND}</p>{graph_svg(doc, feature_link, notes)}</body></html>\n')
+    from markupsafe import Markup
+
+    return _template("graph.html").render(doc=doc, legend=LEGEND,
+                                          svg=Markup(graph_svg(doc, feature_link, notes))) + "\n"
 
 
 def write_graph_pt(graph: Graph, path) -> None:

@@ -91,7 +91,9 @@ def read_run(path: Path, sweep: Path | None = None, roots: list[Path] | None = N
         info.data = config.get("data", {}).get("name") or choices.get("data", "?")   # an SAE run: its base's
         if base := config.get("base"):   # an SAE run: which SAE on which model
             sae = config.get(SAE_GROUP) or {}
-            info.model = f"{sae.get('architecture', '?')} SAE at {sae.get('hook', '?')} of {base.get('run_name', '?')}"
+            what = (f"transcoder {sae.get('hook', '?')} -> {sae['target_hook']}" if sae.get("target_hook") else
+                    f"SAE at {sae.get('hook', '?')}")
+            info.model = f"{sae.get('architecture', '?')} {what} of {base.get('run_name', '?')}"
     except FileNotFoundError:
         info.problem = f"no {CONFIG_FILE}: half-written (the run never got past start-up)"
     except (OSError, yaml.YAMLError, AttributeError) as e:
