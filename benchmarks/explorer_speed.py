@@ -44,12 +44,14 @@ def main() -> None:
 
     from interp.explorer import workbench
     from interp.explorer.app import create_app
+    from interp.explorer.listing import base_run_of
 
     run = Path(args.run)
     scratch = f"explorer-bench-{int(time.time())}"
     workbench.CACHE_DIR = scratch   # a cache of its own: the first view really builds
     try:
-        client = TestClient(create_app([run.parent]))
+        base = base_run_of(run)   # an SAE run's base run must be served too
+        client = TestClient(create_app([run.parent, *([base.parent] if base else [])]))
         start = time.perf_counter()
         listing = client.get("/api/features", params={"path": str(run)}).json()
         first = time.perf_counter() - start

@@ -231,6 +231,30 @@ def test_run_files_linking_outside_the_roots_are_refused_before_loading(tmp_path
     assert "/run?" not in client.get("/").text   # listed, not linked
 
 
+def test_an_sae_run_whose_base_run_lies_outside_the_roots_is_refused(tmp_path):
+    """Loading an SAE run unpickles its base run's checkpoint, named in its config.yaml: that must lie inside
+    the outputs folders too."""
+    from starlette.testclient import TestClient
+
+    from interp.explorer.app import create_app
+
+    outputs, elsewhere = tmp_path / "outputs", tmp_path / "elsewhere" / "base"
+    for run in (outputs / "sae_run", elsewhere):
+        (run / "checkpoints").mkdir(parents=True)
+        (run / "checkpoints" / "last.ckpt").write_text("x")
+        (run / "metrics.json").write_text("{}")
+    (elsewhere / "config.yaml").write_text("task: {name: lm}")
+    (outputs / "sae_run" / "config.yaml").write_text(json.dumps({"task": {"name": "sae"}, "base": {"run": str(elsewhere)}}))
+    client = TestClient(create_app([outputs]))
+    for route in ("/run", "/features", "/api/search"):
+        r = client.get(route, params={"path": str(outputs / "sae_run"), "prompt": "a"})
+        assert_answered(r, status=403)
+        assert "base run" in r.text and "outside the outputs folders" in r.text
+    [listed] = client.get("/api/runs").json()["runs"]
+    assert "outside the outputs folders" in listed["problem"]
+    assert TestClient(create_app([outputs, elsewhere.parent])).get("/api/runs").json()["runs"][0]["problem"] is None
+
+
 @pytest.mark.slow
 def test_browser_runs_no_injected_script_and_sandboxes_reports(hostile, train_env):
     """Chromium on the pages above: a payload that ran would set window.__xss or open a dialog. A report

@@ -187,9 +187,10 @@ def _subfolders(folder: Path) -> list[Path]:
         return []
 
 
-def require_inside(run: Path, roots: list[Path]) -> None:
-    """Refused if a file that loading `run` reads (config, metrics, checkpoint, sae/) is a symlink
-    leading outside `roots`: torch.load unpickles, so a checkpoint must never come from elsewhere."""
+def require_inside(run: Path, roots: list[Path], _base: bool = False) -> None:
+    """Refused if a file that loading `run` reads (config, metrics, checkpoint, sae/, saes/) is a symlink
+    leading outside `roots`, or, for an SAE run, if its base run (whose checkpoint loading it unpickles)
+    lies outside them: torch.load unpickles, so a checkpoint must never come from elsewhere."""
     in_sae = []
     for folder in (run / SAE_DIR, *_subfolders(run / SAES_DIR)):   # one dictionary, or several
         try:
@@ -207,3 +208,23 @@ def require_inside(run: Path, roots: list[Path]) -> None:
                 raise Refused(f"{run}/{name} is a link to {file.resolve()}, outside the outputs folders "
                               f"({', '.join(map(str, roots))}): the explorer loads nothing from elsewhere. "
                               "Fix: copy the file into the run instead of linking it.") from None
+    base = None if _base else base_run_of(run)
+    if base is not None:
+        try:
+            inside(base, roots)
+        except (BadPath, Refused):
+            raise Refused(f"{run} is an SAE run of the base run {base}, which is outside the outputs folders "
+                          f"({', '.join(map(str, roots))}): the explorer loads nothing from elsewhere. Fix: serve "
+                          "that folder too (analyze.py serve --root <its folder> ...).") from None
+        require_inside(base, roots, _base=True)
+
+
+def base_run_of(run: Path) -> Path | None:
+    """The base run an SAE run's config names (base.run), or None (not an SAE run, a pretrained base, or no
+    readable config: loading then fails, saying so)."""
+    try:
+        config = yaml.safe_load((run / CONFIG_FILE).read_text()) or {}
+        base = (config.get("base") or {}).get("run")
+    except (OSError, yaml.YAMLError, AttributeError):
+        return None
+    return Path(str(base)) if base else None
