@@ -11,7 +11,9 @@ _FIRST_CURVES = ("train/loss", "val/loss", "val/l0", "val/explained_variance", "
 _NOT_CURVES = ("lr-",)
 _PER_HEAD = re.compile(r"/L\d+H\d+$")   # one panel per head is too many; the per-layer maxima stay
 MAX_PANELS = 12
-PARETO = {"explained_variance": "val/explained_variance", "ce_loss_score": "val/ce_loss_score"}
+PARETO = {"explained_variance": "val/explained_variance", "ce_loss_score": "val/ce_loss_score",
+          # data=synthetic: agreement with the ground-truth features (SAELens's SynthSAEBench scores)
+          "synthetic_f1": "val/synthetic/f1", "synthetic_mcc": "val/synthetic/mcc"}
 L0 = "val/l0"
 
 
@@ -106,7 +108,8 @@ def plot_pareto(points: list[tuple[float, float]], labels: list[str], metric: st
 
 
 def pareto_plots(runs_metrics: list[dict], labels: list[str], out_dir: Path, title: str) -> dict[str, Path]:
-    """L0 against explained variance and against CE recovered, for the runs that report both."""
+    """L0 against explained variance, CE recovered and (synthetic data) F1 and MCC against the true features,
+    for the runs that report both."""
     paths = {}
     for name, key in PARETO.items():
         keep = [(m[L0], m[key], lab) for m, lab in zip(runs_metrics, labels)

@@ -3,7 +3,8 @@
 Per task (runs of different tasks are compared separately): table.csv / table.md / table.html
 (parameters that differ against final metrics), curves.png (training curves from the runs' own
 logs), final.png (final metrics against the first numeric parameter that differs), and for SAE runs
-pareto_l0_explained_variance.png and pareto_l0_ce_loss_score.png.
+pareto_l0_explained_variance.png and pareto_l0_ce_loss_score.png (and, on data=synthetic,
+pareto_l0_synthetic_f1.png and pareto_l0_synthetic_mcc.png).
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ from interp.data.hf import HFConfig, HFDataModule
 from interp.data.induction import InductionConfig, InductionDataModule
 from interp.data.mix import MixConfig, MixDataModule
 from interp.data.qa import QAConfig, QADataModule
+from interp.data.synthetic import SyntheticConfig, SyntheticDataModule
 from interp.data.text_files import TextFilesConfig, TextFilesDataModule
 from interp.errors import ConfigError
 
@@ -25,6 +26,7 @@ DATASETS = {
     "qa": (QAConfig, QADataModule),
     "arithmetic": (ArithmeticConfig, ArithmeticDataModule),
     "mix": (MixConfig, MixDataModule),
+    "synthetic": (SyntheticConfig, SyntheticDataModule),
 }
 
 

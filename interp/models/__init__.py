@@ -15,6 +15,7 @@ from interp.models.arithmetic_mlp import ArithmeticMLP
 from interp.models.gpt2 import load_gpt2
 from interp.models.kgram import KGramMLP
 from interp.models.lstm import LSTMLM
+from interp.models.synthetic import SyntheticActivations
 from interp.models.transformer import build_transformer
 
 ARCHITECTURES: dict[str, Callable[..., HookedRootModule]] = {
@@ -23,10 +24,13 @@ ARCHITECTURES: dict[str, Callable[..., HookedRootModule]] = {
     "lstm": LSTMLM,
     "arithmetic_mlp": ArithmeticMLP,
     "gpt2": load_gpt2,
+    "synthetic": SyntheticActivations,   # SAELens's synthetic benchmark: built from data=synthetic (task=sae only)
 }
 
 # Architectures whose weights come from outside (a hub or local files), not from our training.
 PRETRAINED = frozenset({"gpt2"})
+# Architectures that are no trained model at all: activations generated from a config (data=synthetic).
+GENERATED = frozenset({"synthetic"})
 
 # Fields of a model config that describe it rather than parameterise it.
 META_FIELDS = ("arch", "kind")

@@ -61,6 +61,8 @@ class SAETaskKind(TaskKind):
     def build(self, cfg: DictConfig, meta: dict):
         if cfg.get("sae") is None:
             raise ConfigError("task=sae needs an SAE spec: sae=standard|topk|batchtopk|jumprelu|gated.")
+        if cfg.data.get("name") == "synthetic":
+            return self._build_on_synthetic(cfg, meta)
         if cfg.get("base_run") in (None, "", "???"):
             if not is_pretrained(cfg.model):
                 raise ConfigError("task=sae needs the model whose activations to learn: base_run=<run dir> "
@@ -89,6 +91,33 @@ class SAETaskKind(TaskKind):
         record = {"pretrained": provenance, "seed": cfg.seed}
         return self._build(cfg, meta, base, OmegaConf.create(data), content_key(provenance, 64), record)
 
+    def _build_on_synthetic(self, cfg: DictConfig, meta: dict):
+        """SAELens's synthetic model as the base (no base run, no model to choose): its config is data.*."""
+        from interp.data import build_datamodule
+        from interp.data.synthetic import HOOK, model_config, true_l0
+        from interp.models import build_model
+
+        chosen = [o for o in meta["overrides"] if o.split("=")[0].lstrip("+~") in ("model", "base_run")
+                  or o.startswith(("model.", "+model."))]
+        if chosen:
+            raise ConfigError(f"data=synthetic brings its own model (SAELens's synthetic model, built from data.*); "
+                              f"{' '.join(chosen)} has nothing to choose. Fix: drop it; the synthetic model's fields are "
+                              "data.num_features, data.hidden_dim, ... (conf/data/synthetic.yaml).")
+        data = OmegaConf.to_container(cfg.data, resolve=True)
+        build_datamodule(data, seed=cfg.seed)   # data.* checked before SAELens builds anything
+        k = cfg.sae.get("k")
+        if isinstance(k, (int, float)) and not 0 < k < data["num_features"]:
+            raise ConfigError(f"sae.k={k} but the synthetic model has {data['num_features']} features, about "
+                              f"{true_l0(data):.0f} active per row. Fix: sae.k below data.num_features, near the true L0.")
+        model_cfg = model_config(data)
+        with open_dict(cfg):
+            if cfg.sae.get("hook") in (None, "", "???"):
+                cfg.sae.hook = HOOK
+        base = LoadedRun(None, {"model": model_cfg, "data": data, "seed": cfg.seed}, build_model(model_cfg).eval(),
+                         None, None, 0)
+        record = {"synthetic": model_cfg, "seed": cfg.seed}
+        return self._build(cfg, meta, base, OmegaConf.create(data), content_key(model_cfg, 64), record)
+
     def _build(self, cfg: DictConfig, meta: dict, base: LoadedRun, data, base_sha: str, record: dict):
         from interp.data import build_datamodule
         from interp.sae.dictionaries import Layout, check_budget, is_many, label, memory_bytes, split, variants
@@ -98,7 +127,8 @@ class SAETaskKind(TaskKind):
 
         listed = variants(OmegaConf.to_container(cfg.sae, resolve=True))
         spec, saelens = parse_spec(listed[0][0])   # what every variant shares: hooks, harvest, batch size
-        where = f"base run {record['run']}" if "run" in record else "the pretrained model"
+        where = (f"base run {record['run']}" if "run" in record else "the synthetic model" if "synthetic" in record
+                 else "the pretrained model")
         where = f"{where} ({base.config['model']['arch']})"
         entries = []   # (spec, SAELens kwargs, label suffix, varied settings) of each dictionary
         for raw, suffix, settings in listed:
@@ -169,6 +199,11 @@ class SAETaskKind(TaskKind):
                               "Fix: resume it with ckpt_path=<run>/checkpoints/last.ckpt.")
         if "pretrained" in base:
             base_run = pretrained_base(config["model"], config["data"], base["seed"], device)
+        elif "synthetic" in base:   # rebuilt from its config: the same directions, probabilities and tree
+            from interp.models import build_model
+            from interp.models.hooks import to_device
+
+            base_run = LoadedRun(None, config, to_device(build_model(base["synthetic"]), device).eval(), None, None, 0)
         else:
             base_run = load_base(base["run"], device=device)
         if base_run.checkpoint is not None and base_run.checkpoint == Path(base["checkpoint"]) \

@@ -16,6 +16,7 @@ Metric keys: `val/mse` etc. for a one-dictionary run; `val/mse/<label>` per dict
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import torch
@@ -36,6 +37,7 @@ from interp.subject import Subject
 from interp.tasks.base import ConfiguredTask
 
 SAE_DIR = "sae"   # <run>/sae/: the trained SAE in SAELens format (a run of several: <run>/saes/<label>/)
+SYNTHETIC_DIR = "synthetic_model"   # data=synthetic: the synthetic model (SyntheticModel.load_from_disk reads it)
 
 
 class SAETask(ConfiguredTask):
@@ -149,6 +151,9 @@ class SAETask(ConfiguredTask):
             root = Path(self.trainer.default_root_dir)
             for d in self.live():
                 self.save_dictionary(d, root / SAE_DIR if self.single else root / FOLDER / d.label)
+            if synthetic := getattr(self.base_model, "synthetic", None):   # SAELens's own files: its loaders read them
+                with atomic_dir(root / SYNTHETIC_DIR) as tmp:
+                    synthetic.save(tmp)
 
     def save_dictionary(self, d: Dictionary, path) -> None:
         """SAELens format (cfg.json + sae_weights.safetensors + sparsity.safetensors):
@@ -199,10 +204,12 @@ class SAETask(ConfiguredTask):
 
     def on_validation_epoch_end(self) -> None:
         mses = []
-        for d, acc, _ in self.evaluated:
+        for d, acc, sae in self.evaluated:
             results = acc.compute()
             results["dead_features"] = int(d.tracker.dead_mask().sum())
             self.eval_density[d.label] = acc.density()
+            if synthetic := getattr(self.base_model, "synthetic", None):   # ground truth: SAELens's benchmark scores
+                results |= synthetic_scores(sae, synthetic, self.config["data"], d.spec.batch_size)
             self.log_dict({self.key(f"val/{k}", d): float(v) for k, v in results.items()}, prog_bar=False)
             mses.append(results["mse"])
         # for ModelCheckpoint(monitor=val/loss): the mean over the dictionaries still training
@@ -239,6 +246,28 @@ class SAETask(ConfiguredTask):
 def _on(batch: dict, model) -> dict:
     device = next(model.parameters()).device
     return {k: v.to(device) for k, v in batch.items()}
+
+
+@torch.no_grad()
+def synthetic_scores(sae, synthetic, data: dict, batch_size: int) -> dict[str, float]:
+    """SAELens's `eval_sae_on_synthetic_data` of the saved-form dictionary (it reads raw activations) on
+    `data.eval_samples` fresh rows of the synthetic model, as `synthetic/<metric>`: mcc, f1, precision,
+    recall, accuracy, uniqueness, dead_latents, shrinkage, explained_variance, sae_l0, true_l0. The rows
+    come from a fixed seed, so every evaluation of a run scores on the same rows."""
+    from sae_lens.synthetic import eval_sae_on_synthetic_data
+
+    if sae.W_dec.device.type != "cpu":   # the synthetic model samples on the CPU
+        sae = copy.deepcopy(sae).cpu()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(data.get("model_seed", 0) + 1)
+        result = eval_sae_on_synthetic_data(sae, synthetic.feature_dict,
+                                            synthetic.activation_generator, num_samples=int(data["eval_samples"]),
+                                            batch_size=batch_size)
+    c = result.classification
+    return {f"synthetic/{k}": float(v) for k, v in {
+        "mcc": result.mcc, "f1": c.f1_score, "precision": c.precision, "recall": c.recall, "accuracy": c.accuracy,
+        "uniqueness": result.uniqueness, "dead_latents": result.dead_latents, "shrinkage": result.shrinkage,
+        "explained_variance": result.explained_variance, "sae_l0": result.sae_l0, "true_l0": result.true_l0}.items()}
 
 
 @torch.no_grad()
@@ -281,6 +310,9 @@ def evaluate_batch(sae, base_model, where: str | Sites, batch: dict, acc: EvalAc
         if mask is not None:
             keep &= mask
         shared["reference"] = CleanLogProbs(clean, batch["targets"], keep)
+
+    if not is_lm_batch(batch) and "y" not in batch:   # generated activations (data=synthetic): no task downstream
+        return
 
     def downstream(output) -> dict:   # per-token values of one run of the base model on this batch
         if is_lm_batch(batch):

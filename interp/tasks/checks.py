@@ -12,6 +12,10 @@ def check_compatible(cfg: DictConfig, model_name: str, check_task: bool = True) 
     """Model, data and (unless check_task is False: an SAE's base) task must agree on what they
     consume; raise ConfigError naming the fix."""
     model_kind, data_kind, task_kind = cfg.model.kind, cfg.data.kind, cfg.task.kind
+    if data_kind == "synthetic":
+        raise ConfigError(f"data=synthetic is activations of SAELens's synthetic model, for an SAE to learn: there is "
+                          f"no model to train on it (task={cfg.task.name}). Fix: task=sae data=synthetic (see "
+                          "experiment=synth_small).")
     if model_kind != data_kind:
         raise ConfigError(
             f"model {model_name!r} is a {model_kind} model but data={cfg.data.name!r} provides {data_kind} data. "
