@@ -111,6 +111,9 @@ def test_an_sae_on_synthetic_data_is_scored_against_the_true_features(run_train,
     # split, SAELens's on its eval rows
     assert metrics["val/explained_variance"] == pytest.approx(metrics["val/synthetic/explained_variance"], abs=0.05)
     assert "ce_loss_score" not in json.dumps(metrics)   # no downstream model to splice into
+    # the loop's rate counts the steps and the data they wait for; the step rate the steps alone
+    assert 0 < metrics["throughput/rows_per_s_loop"] < metrics["throughput/rows_per_s"]
+    assert metrics["time/train_step_s"] < metrics["time/train_loop_s"]
     # the run keeps SAELens's own files; SAELens's loaders read them, and score the saved SAE as the run did
     synthetic = SyntheticModel.load_from_disk(run / SYNTHETIC_DIR)
     loaded = load_run(run)

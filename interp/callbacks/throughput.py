@@ -1,6 +1,9 @@
 """Training wall time and throughput (tokens/s for LMs, rows/s otherwise: examples, SAE activations).
 
-Tokens are input positions, padding included (qa pads to data.seq_len).
+Tokens are input positions, padding included (qa pads to data.seq_len). Two rates: per training step
+(`throughput/<unit>_per_s`: the steps alone) and over the training loop (`..._per_s_loop`: the steps and
+the data they wait for, e.g. activations harvested while training; validation left out), the rate to
+compare with a trainer timed end to end.
 """
 
 import time
@@ -14,6 +17,19 @@ class Throughput(pl.Callback):
         self.unit = "rows"
         self.seconds = 0.0
         self._t0 = None
+        self.loop_seconds = 0.0
+        self._loop_t0 = None
+
+    def _loop_start(self, *_):
+        self._loop_t0 = time.perf_counter()
+
+    def _loop_stop(self, *_):
+        if self._loop_t0 is not None:
+            self.loop_seconds += time.perf_counter() - self._loop_t0
+            self._loop_t0 = None
+
+    on_train_start = on_validation_end = _loop_start
+    on_train_end = on_validation_start = _loop_stop
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
         self._t0 = time.perf_counter()
@@ -30,5 +46,9 @@ class Throughput(pl.Callback):
     def summary(self, world_size: int = 1) -> dict[str, float]:
         if self.seconds == 0:
             return {}
-        return {"time/train_step_s": self.seconds,
-                f"throughput/{self.unit}_per_s": world_size * self.items / self.seconds}
+        out = {"time/train_step_s": self.seconds,
+               f"throughput/{self.unit}_per_s": world_size * self.items / self.seconds}
+        if self.loop_seconds > 0:
+            out |= {"time/train_loop_s": self.loop_seconds,
+                    f"throughput/{self.unit}_per_s_loop": world_size * self.items / self.loop_seconds}
+        return out
