@@ -126,3 +126,12 @@ def test_an_sae_on_synthetic_data_is_scored_against_the_true_features(run_train,
     assert again.mcc == pytest.approx(metrics["val/synthetic/mcc"], abs=1e-5)
     assert again.classification.f1_score == pytest.approx(metrics["val/synthetic/f1"], abs=1e-5)
     assert "val/synthetic/f1" in proc.stdout
+    # the explorer: the run opens with no prompt box; its feature pages say why they need text
+    from starlette.testclient import TestClient
+
+    from interp.explorer.app import create_app
+
+    client = TestClient(create_app([tmp_path]))
+    assert 'id="no-input"' in client.get("/run", params={"path": str(run)}).text
+    features = client.get("/features", params={"path": str(run)})
+    assert features.status_code == 400 and "data=synthetic" in features.text

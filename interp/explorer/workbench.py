@@ -65,8 +65,9 @@ def validation(loaded: Loaded):
     from interp.targets import subject_of
 
     if loaded.run.tokenizer is None:
-        raise NotApplicable("feature pages show text contexts; this run's model reads rows of numbers (the "
-                            "arithmetic MLP): its features are on the run page's feature probe")
+        raise NotApplicable("feature pages show text contexts; this run's model reads no text (the arithmetic "
+                            "MLP: its features are on the run page's feature probe; data=synthetic: scored against "
+                            "its true features in metrics.json, val/synthetic/*)")
     return subject_of(loaded.run).datamodule
 
 
@@ -92,8 +93,8 @@ def feature_study(loaded: Loaded, name: str) -> dict | None:
     from interp.run_dir import FIGURES_DIR
 
     study = loaded.path / FIGURES_DIR / "features"
-    several = len(dictionaries(loaded)) > 1
-    for path in ((study / name / "features.json",) if several else (study / name / "features.json", study / "features.json")):
+    one = len(dictionaries(loaded)) == 1   # a run's one dictionary has its study at the top
+    for path in [study / name / "features.json", *([study / "features.json"] if one else [])]:
         try:
             return json.loads(path.read_text())
         except (OSError, ValueError):
@@ -134,7 +135,7 @@ def readable(ctx: dict, tokenizer) -> dict:
 
 
 def density_bins(densities: list[float], lo: float = -7.0, hi: float = 0.0, width: float = 0.25):
-    """(edges, counts) of log10 density over the features that fired (0.25-decade bins), and how many never did."""
+    """(edges, counts) of log10 density over the features that fired (0.25-decade bins; the rest are left out)."""
     edges = [lo + i * width for i in range(int((hi - lo) / width) + 1)]
     counts = [0] * (len(edges) - 1)
     for d in densities:
