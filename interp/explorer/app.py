@@ -88,7 +88,15 @@ def jsonable(info) -> dict:
 
 
 async def params_of(request) -> dict[str, str]:
-    """The query string's parameters, and a POST body's (a form or a JSON object), which win."""
+    """The query string's parameters, and a POST body's (a form or a JSON object), which win; a prompt's
+    newlines as the user typed them (browsers send a textarea's as CRLF)."""
+    params = await _raw_params(request)
+    if "prompt" in params:
+        params["prompt"] = params["prompt"].replace("\r\n", "\n")
+    return params
+
+
+async def _raw_params(request) -> dict[str, str]:
     params = dict(request.query_params)
     if request.method != "POST":
         return params
@@ -174,8 +182,6 @@ def create_app(roots: list[Path], device: str = "cpu", sae: dict | None = None) 
 
     def compute(info, params) -> tuple[dict | None, str | None, object]:
         """(views, error message, loaded run) for the prompt or input row in `params`."""
-        if "prompt" in params:   # browsers send a textarea's newlines as CRLF
-            params["prompt"] = params["prompt"].replace("\r\n", "\n")
         with models.lock:
             loaded = models.get(info.path)
             started = time.perf_counter()

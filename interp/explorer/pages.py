@@ -171,14 +171,11 @@ def graph_page(info: RunInfo, form: dict, result: dict | None, error: str | None
 
 
 def _density_hist(densities: list[float], mark: float | None = None) -> Markup:
-    from interp.explorer.workbench import density_bins
+    from interp.explorer.workbench import density_bin, density_bins
     from interp.features.dashboard_html import histogram_svg
 
     edges, counts = density_bins(densities)
-    at = None
-    if mark is not None and mark > 0:
-        at = min(len(counts) - 1, max(0, next((i for i in range(len(counts)) if mark < 10 ** edges[i + 1]),
-                                              len(counts) - 1)))
+    at = density_bin(mark) if mark is not None and mark > 0 else None
     return Markup(histogram_svg(edges, counts, mark=at, what=" features"))   # numbers only
 
 

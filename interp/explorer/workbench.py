@@ -134,13 +134,22 @@ def readable(ctx: dict, tokenizer) -> dict:
             "at": next(j for j, (_, where) in enumerate(pieces) if ctx["at"] in where or where[-1] >= ctx["at"])}
 
 
-def density_bins(densities: list[float], lo: float = -7.0, hi: float = 0.0, width: float = 0.25):
-    """(edges, counts) of log10 density over the features that fired (0.25-decade bins; the rest are left out)."""
-    edges = [lo + i * width for i in range(int((hi - lo) / width) + 1)]
-    counts = [0] * (len(edges) - 1)
+DENSITY_LO, DENSITY_HI, DENSITY_WIDTH = -7.0, 0.0, 0.25   # log10 density range of the histograms, 0.25-decade bins
+N_DENSITY_BINS = int((DENSITY_HI - DENSITY_LO) / DENSITY_WIDTH)
+
+
+def density_bin(density: float) -> int:
+    """The histogram bin of a feature that fires with `density` (> 0), clamped into the range."""
+    return min(N_DENSITY_BINS - 1, max(0, int((math.log10(density) - DENSITY_LO) / DENSITY_WIDTH)))
+
+
+def density_bins(densities: list[float]) -> tuple[list[float], list[int]]:
+    """(edges, counts) of log10 density over the features that fired (the rest are left out)."""
+    edges = [DENSITY_LO + i * DENSITY_WIDTH for i in range(N_DENSITY_BINS + 1)]
+    counts = [0] * N_DENSITY_BINS
     for d in densities:
         if d > 0:
-            counts[min(len(counts) - 1, max(0, int((math.log10(d) - lo) / width)))] += 1
+            counts[density_bin(d)] += 1
     return edges, counts
 
 
@@ -242,6 +251,7 @@ def steer_view(loaded: Loaded, name: str | None, features: str, scale: float, pr
     the features ablated on the prompt: the next-token log-probabilities that change most."""
     from interp.features.interventions import ablation_hook, hooked, steer_generate
     from interp.models import context_length
+    from interp.sae.harvest import feature_acts
 
     name, sae = pick(loaded, name)
     validation(loaded)
@@ -262,8 +272,6 @@ def steer_view(loaded: Loaded, name: str | None, features: str, scale: float, pr
     def tokens_of(ids, values, sign=1):
         return [[tok.decode_tokens([i])[0], sign * v, before[i].exp().item(), after[i].exp().item()]
                 for i, v in zip(ids.tolist(), values.tolist())]
-
-    from interp.sae.harvest import feature_acts
 
     acts = feature_acts(model, sae, tokens)[0][:, chosen].float().cpu()
     pieces = tok.characters(tokens[0].tolist())

@@ -48,9 +48,6 @@ def routes(models, run_info, params_of, integer) -> list[Route]:
         absent parameter shows the empty form instead of working."""
         params = await params_of(request)
         info = run_info(params)
-        for key in ("prompt",):
-            if key in params:
-                params[key] = params[key].replace("\r\n", "\n")
         api = request.url.path.startswith("/api/")
 
         def call():
@@ -128,7 +125,7 @@ def routes(models, run_info, params_of, integer) -> list[Route]:
         return HTMLResponse(pages.sweep_page(found, [overrides_of(j.path) for j in found.jobs]))
 
     async def compare(request):
-        params = dict(request.query_params)
+        params = await params_of(request)   # the prompt with its newlines as typed
         a, b = params.get("a", ""), params.get("b", "")
         for path in (a, b):
             inside(path, models.roots)
