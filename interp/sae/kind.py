@@ -50,6 +50,15 @@ def load_base(base_dir: str | Path, device: str = "cpu") -> LoadedRun:
     return rebuild_model_run(base_dir, config, raw, ckpt, device)
 
 
+def synthetic_base(model_cfg: dict, config: dict, device: str = "cpu") -> LoadedRun:
+    """SAELens's synthetic model as the base of an SAE run (data=synthetic): built from its config alone, so
+    the same directions, firing probabilities and tree every time; no checkpoint, no tokenizer."""
+    from interp.models import build_model
+    from interp.models.hooks import to_device
+
+    return LoadedRun(None, config, to_device(build_model(model_cfg), device).eval(), None, None, 0)
+
+
 def _data_overrides(overrides: list[str]) -> dict:
     dotlist = [o for o in overrides if o.startswith("data.")]
     return OmegaConf.to_container(OmegaConf.from_dotlist(dotlist)).get("data", {}) if dotlist else {}
@@ -95,7 +104,6 @@ class SAETaskKind(TaskKind):
         """SAELens's synthetic model as the base (no base run, no model to choose): its config is data.*."""
         from interp.data import build_datamodule
         from interp.data.synthetic import HOOK, model_config, true_l0
-        from interp.models import build_model
 
         chosen = [o for o in meta["overrides"] if o.split("=")[0].lstrip("+~") in ("model", "base_run")
                   or o.startswith(("model.", "+model."))]
@@ -113,8 +121,7 @@ class SAETaskKind(TaskKind):
         with open_dict(cfg):
             if cfg.sae.get("hook") in (None, "", "???"):
                 cfg.sae.hook = HOOK
-        base = LoadedRun(None, {"model": model_cfg, "data": data, "seed": cfg.seed}, build_model(model_cfg).eval(),
-                         None, None, 0)
+        base = synthetic_base(model_cfg, {"model": model_cfg, "data": data, "seed": cfg.seed})
         record = {"synthetic": model_cfg, "seed": cfg.seed}
         return self._build(cfg, meta, base, OmegaConf.create(data), content_key(model_cfg, 64), record)
 
@@ -199,11 +206,8 @@ class SAETaskKind(TaskKind):
                               "Fix: resume it with ckpt_path=<run>/checkpoints/last.ckpt.")
         if "pretrained" in base:
             base_run = pretrained_base(config["model"], config["data"], base["seed"], device)
-        elif "synthetic" in base:   # rebuilt from its config: the same directions, probabilities and tree
-            from interp.models import build_model
-            from interp.models.hooks import to_device
-
-            base_run = LoadedRun(None, config, to_device(build_model(base["synthetic"]), device).eval(), None, None, 0)
+        elif "synthetic" in base:
+            base_run = synthetic_base(base["synthetic"], config, device)
         else:
             base_run = load_base(base["run"], device=device)
         if base_run.checkpoint is not None and base_run.checkpoint == Path(base["checkpoint"]) \
