@@ -84,8 +84,8 @@ def one_thread():
 # `--dist loadfile` hands whole files to the workers in collection order, and collection is alphabetical, which
 # put the longest files (test_sae_train, test_train, test_sweep, test_transcoders) last: one worker then finished
 # minutes before the other. Longest first is the classic fix for that tail (LPT scheduling).
-LONGEST_FIRST = ("test_sae_train.py", "test_train.py", "test_many_dictionaries.py", "test_transcoders.py",
-                 "test_sweep.py", "test_analyze.py", "test_bad_input.py", "test_explorer.py", "test_pretrained_base.py",
+LONGEST_FIRST = ("test_sae_train.py", "test_train.py", "test_explorer.py", "test_many_dictionaries.py",
+                 "test_transcoders.py", "test_sweep.py", "test_analyze.py", "test_bad_input.py", "test_pretrained_base.py",
                  "test_analyze_wandb.py", "test_features_e2e.py", "test_checkpoint_safety.py", "test_data_mix.py")
 
 
