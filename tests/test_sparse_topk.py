@@ -174,7 +174,7 @@ def test_firing_statistics_from_active_indices_equal_the_dense_count(arch):
     assert dense_tracker.dead_mask()[3:].all() and not dense_tracker.dead_mask()[:3].any()
 
 
-@pytest.mark.parametrize("D,k", [(4096, 32), (2048, 8), (1024, 32), (100, 3)])   # block path / plain fallback
+@pytest.mark.parametrize("D,k", [(4096, 32), (2048, 8), (1024, 32), (512, 32), (100, 3)])   # blocks of 16, 8, 4 / plain
 def test_row_topk_gives_torch_topk_values_at_their_own_indices(D, k):
     from interp.sae.fused_topk import row_topk
 

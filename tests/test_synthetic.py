@@ -101,15 +101,16 @@ def test_an_sae_on_synthetic_data_is_scored_against_the_true_features(run_train,
     from interp.sae.task import SYNTHETIC_DIR
 
     run = tmp_path / "run"
-    proc = run_train(*TINY, run_dir=run)
+    proc = run_train(*TINY, "data.num_val=2048", "trainer.limit_val_batches=8", run_dir=run)
     metrics = json.loads((run / "metrics.json").read_text())
     for key in ("mcc", "f1", "precision", "recall", "uniqueness", "explained_variance", "true_l0"):
         assert f"val/synthetic/{key}" in metrics, (key, sorted(metrics))
     assert 0 <= metrics["val/synthetic/f1"] <= 1 and 0 < metrics["val/synthetic/mcc"] <= 1
     assert metrics["val/synthetic/sae_l0"] == pytest.approx(4, abs=0.5)   # TopK, k=4
-    # two computations of explained variance on different rows of the same model: ours on the validation
-    # split, SAELens's on its eval rows
-    assert metrics["val/explained_variance"] == pytest.approx(metrics["val/synthetic/explained_variance"], abs=0.05)
+    # two computations of explained variance on different rows (2,048 each) of the same model: ours on the
+    # validation split, SAELens's on its eval rows; they differ by the rows' sampling noise only
+    assert metrics["val/explained_variance"] == pytest.approx(metrics["val/synthetic/explained_variance"],
+                                                              abs=0.02, rel=0.05)
     assert "ce_loss_score" not in json.dumps(metrics)   # no downstream model to splice into
     # the loop's rate counts the steps and the data they wait for; the step rate the steps alone
     assert 0 < metrics["throughput/rows_per_s_loop"] < metrics["throughput/rows_per_s"]

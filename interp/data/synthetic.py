@@ -22,7 +22,8 @@ HOOK = "hook_hidden"   # where the activations are read (the one hook of the syn
 # data.* fields that define the synthetic model (the rest size the splits): its config in the run
 MODEL_FIELDS = ("num_features", "hidden_dim", "zipf_exponent", "max_firing_prob", "min_firing_prob", "hierarchy",
                 "correlation_rank", "correlation_scale", "mean_magnitude", "std_magnitude", "bias",
-                "orthogonalize_steps", "orthogonalize_lr", "model_seed")
+                "orthogonalize_steps", "orthogonalize_lr", "model_seed", "sampler")
+SAMPLERS = ("fast", "saelens")
 
 
 @dataclass
@@ -47,6 +48,10 @@ class SyntheticConfig(BaseDataConfig):
     orthogonalize_steps: int = 0      # steps making the feature directions near-orthogonal (0: random unit vectors)
     orthogonalize_lr: float = 0.01
     model_seed: int = 42              # builds the synthetic model (directions, probabilities, tree)
+    # How rows are drawn: "fast" (the same distribution as SAELens's sampler, ~3x faster: each feature's
+    # firing rows as geometric gaps instead of one Bernoulli draw per row and feature; correlated firing
+    # still uses SAELens's), or "saelens" (SyntheticModel.sample itself, row for row).
+    sampler: str = "fast"
     num_train: int = 2_097_152        # rows per split
     num_val: int = 16_384
     num_test: int = 16_384
@@ -78,6 +83,9 @@ def check(cfg: SyntheticConfig) -> None:
         raise ConfigError(f"firing probabilities need 0 < data.min_firing_prob ({cfg.min_firing_prob}) < "
                           f"data.max_firing_prob ({cfg.max_firing_prob}) <= 1 and data.zipf_exponent > 0 "
                           f"({cfg.zipf_exponent}). Fix: e.g. data.min_firing_prob=0.01 data.max_firing_prob=0.3.")
+    if cfg.sampler not in SAMPLERS:
+        raise ConfigError(f"data.sampler={cfg.sampler!r} is not a sampler. Fix: data.sampler=fast (SAELens's "
+                          "distribution, faster) or data.sampler=saelens (SAELens's own sampler).")
     if min(cfg.num_train, cfg.num_val, cfg.num_test, cfg.eval_samples) < 1 or cfg.num_train < cfg.batch_size:
         raise ConfigError("data.num_train/num_val/num_test/eval_samples must be >= 1 and num_train >= data.batch_size.")
     for name in ("mean_magnitude", "std_magnitude"):

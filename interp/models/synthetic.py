@@ -51,13 +51,22 @@ def saelens_config(num_features: int, hidden_dim: int, zipf_exponent: float = 1.
 
 
 class SyntheticActivations(HookedRootModule):
-    def __init__(self, **fields):
+    def __init__(self, sampler: str = "saelens", **fields):
+        """`sampler`: "fast" (interp.models.synthetic_sampler: the same distribution, drawn ~3x faster; for
+        independent firing, with or without a tree) or "saelens" (SyntheticModel.sample, also what a run
+        recorded before the choice existed used)."""
         from sae_lens.synthetic import SyntheticModel
 
+        from interp.models import synthetic_sampler
+
         super().__init__()
+        if sampler not in ("fast", "saelens"):
+            raise ValueError(f"sampler={sampler!r}: 'fast' or 'saelens'")
         # not a submodule: it stays on the CPU where its sampler lives (rows are moved to the ids' device),
         # and its tensors stay out of state_dict (the config rebuilds them)
         object.__setattr__(self, "synthetic", SyntheticModel(saelens_config(**fields)))
+        # correlated firing has no fast path: SAELens's own sampler draws it
+        self.fast = sampler == "fast" and synthetic_sampler.supported(self.synthetic.activation_generator)
         # no weights of its own; an empty parameter says which device the model is on, as others' do
         self.placement = torch.nn.Parameter(torch.zeros(0), requires_grad=False)
         self.hook_hidden = HookPoint()
@@ -73,7 +82,12 @@ class SyntheticActivations(HookedRootModule):
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         """ids [B] (int) -> activations [B, hidden_dim], the same for the same ids."""
+        from interp.models import synthetic_sampler
+
         seed = int(((ids.long().cpu() + 1) * _MIX).sum()) % (1 << 63)
+        if self.fast:
+            acts = synthetic_sampler.sample(self.synthetic, len(ids), torch.Generator().manual_seed(seed))
+            return self.hook_hidden(acts.to(ids.device))
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             acts = self.synthetic.sample(len(ids))

@@ -87,14 +87,18 @@ def _per_row(vals: torch.Tensor, idx: torch.Tensor) -> Selection:
     return Selection(torch.arange(0, B * k + 1, k, device=idx.device), idx.view(-1), vals.view(-1), per_row=k)
 
 
-def row_topk(h: torch.Tensor, k: int, groups: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
+def row_topk(h: torch.Tensor, k: int, groups: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """torch.topk(h, k, dim=-1, sorted=False), faster for wide rows (CPU, one thread, 4096 rows,
     k 32: d_sae 4096 56 -> 44 ms, 16384 127 -> 89 ms). Column j's block is {j, j + D/G, j + 2D/G, ...}. The
     k blocks with the largest maxima hold the row's k largest values: any element outside them is
     <= its block's max <= each of those k maxima. So one strided max pass, a top-k over D/G block
     maxima and one over the G·k candidates replace a top-k over D (whose per-element cost is the
-    larger). Values equal torch.topk's; which of several equal values is picked may differ."""
+    larger). Values equal torch.topk's; which of several equal values is picked may differ. `groups`
+    (None: the most of 16, 8, 4 that divide D with blocks at least 4k wide; d_sae 512, k 32: 4 groups,
+    2.5 -> 1.9 ms for 1024 rows on 2 threads)."""
     B, D = h.shape
+    if groups is None:
+        groups = next((g for g in (16, 8, 4) if D % g == 0 and g * k * 4 <= D), 16)
     if D % groups or groups * k * 4 > D:
         return torch.topk(h, k, dim=-1, sorted=False)
     blocks = h.view(B, groups, D // groups)
