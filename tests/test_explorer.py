@@ -453,46 +453,39 @@ def explorer(env: dict, *roots: Path):
             server.wait()
 
 
-@pytest.mark.slow
-def test_browser_lists_runs_and_renders_a_prompt(roots, sae_run, train_env):
+def prompt_in_the_browser(page, refused, url, run, shots):
+    """The start page lists the runs; a run's prompt form renders attention, PCA and top-k; a 100 kB prompt
+    is POSTed and cut to the context."""
     from interp.data.tokenizer import visible
 
-    sync_playwright = browser_or_skip()
-    outputs, multirun, run, _ = roots
-    shots = Path(os.environ.get("INTERP_TEST_ARTIFACTS", REPO / "test-artifacts")) / "explorer"
-    shots.mkdir(parents=True, exist_ok=True)
-    with explorer(train_env, outputs, multirun) as url:
-        shown = [visible(t) for t in expected_tokens(run)]   # '·' for spaces, '\\n' for newlines
-        with sync_playwright() as p:
-            browser, page, refused = open_page(p)
-            page.goto(url)
-            assert page.locator("tr.run").count() == 4   # the run, its SAE run, the half-written one, the sweep's job
-            page.screenshot(path=shots / "start.png", full_page=True)
-            page.click(f"a:text('{run}')")
-            page.fill("textarea[name=prompt]", PROMPT)
-            with page.expect_navigation():
-                page.click("button[type=submit]")
-            page.wait_for_selector("#pca .main-svg")
-            with page.expect_navigation():
-                page.select_option("select[name=layer]", "1")   # submits the form: layer 1's heads
-            page.wait_for_selector("#attention .main-svg")
-            assert page.locator("#attention .gtitle").first.text_content() == "layer 1 head 0"
-            ticks = page.locator("#attention .xtick text").all_text_contents()
-            assert ticks == shown and "·return" in shown
-            labels = page.locator("#pca .textpoint text").all_text_contents()
-            assert labels == shown * 3   # one path per stage
-            rows = page.locator("table.topk tr").all_inner_texts()
-            assert [row.split("\t")[1] for row in rows[1:]] == shown
-            page.screenshot(path=shots / "prompt.png", full_page=True)
-            # A 100 kB prompt: POSTed (a GET URL that long is dropped by the server), cut to the context.
-            long = "x = 1; " * 15_000   # one line: Playwright fills a textarea line by line, slowly
-            page.fill("textarea[name=prompt]", long)
-            with page.expect_navigation():
-                page.click("button[type=submit]")
-            assert "only the first 256 are shown" in page.locator("p.notice").text_content()
-            assert page.input_value("textarea[name=prompt]") == long and "prompt" not in page.url
-            assert page.locator("#pca .main-svg").count() > 0 and refused == [], refused
-            browser.close()
+    shown = [visible(t) for t in expected_tokens(run)]   # '·' for spaces, '\\n' for newlines
+    page.goto(url)
+    assert page.locator("tr.run").count() == 4   # the run, its SAE run, the half-written one, the sweep's job
+    page.screenshot(path=shots / "start.png", full_page=True)
+    page.click(f"a:text('{run}')")
+    page.fill("textarea[name=prompt]", PROMPT)
+    with page.expect_navigation():
+        page.click("button[type=submit]")
+    page.wait_for_selector("#pca .main-svg")
+    with page.expect_navigation():
+        page.select_option("select[name=layer]", "1")   # submits the form: layer 1's heads
+    page.wait_for_selector("#attention .main-svg")
+    assert page.locator("#attention .gtitle").first.text_content() == "layer 1 head 0"
+    ticks = page.locator("#attention .xtick text").all_text_contents()
+    assert ticks == shown and "·return" in shown
+    labels = page.locator("#pca .textpoint text").all_text_contents()
+    assert labels == shown * 3   # one path per stage
+    rows = page.locator("table.topk tr").all_inner_texts()
+    assert [row.split("\t")[1] for row in rows[1:]] == shown
+    page.screenshot(path=shots / "prompt.png", full_page=True)
+    # A 100 kB prompt: POSTed (a GET URL that long is dropped by the server), cut to the context.
+    long = "x = 1; " * 15_000   # one line: Playwright fills a textarea line by line, slowly
+    page.fill("textarea[name=prompt]", long)
+    with page.expect_navigation():
+        page.click("button[type=submit]")
+    assert "only the first 256 are shown" in page.locator("p.notice").text_content()
+    assert page.input_value("textarea[name=prompt]") == long and "prompt" not in page.url
+    assert page.locator("#pca .main-svg").count() > 0 and refused == [], refused
     assert (shots / "prompt.png").stat().st_size > 10_000
 
 
@@ -512,9 +505,10 @@ UNLABELLED = """() => {
 
 
 @pytest.mark.slow
-def test_browser_workbench_pages_work_are_labelled_and_read_without_javascript(roots, sae_run, train_env):
-    """Every page type in Chromium: the feature list sorts on a click, a feature opens from search, steering
-    shows both continuations; each page's controls are labelled, and each reads with JavaScript off."""
+def test_browser_prompt_and_workbench_pages_work_are_labelled_and_read_without_javascript(roots, sae_run, train_env):
+    """Every page type in Chromium (one server, one browser): the start page and a prompt's views; the feature
+    list sorts on a click, a feature opens from search, steering shows both continuations; each page's
+    controls are labelled, and each reads with JavaScript off."""
     from urllib.parse import urlencode
 
     sync_playwright = browser_or_skip()
@@ -525,6 +519,7 @@ def test_browser_workbench_pages_work_are_labelled_and_read_without_javascript(r
     sweep = multirun / "2026-01-02" / "09-00-00_sweep"
     with explorer(train_env, outputs, multirun) as url, sync_playwright() as p:
         browser, page, refused = open_page(p)
+        prompt_in_the_browser(page, refused, url, run, shots)
         page.goto(f"{url}run?{urlencode({'path': sae_run})}")
         with page.expect_navigation():
             page.click("#tab-features")
