@@ -113,7 +113,7 @@ FIELDS: dict[str, Rule] = {
     "model.d_head": POSITIVE,
     "model.d_mlp": Rule(int, min=1, null=True),
     "model.n_ctx": Rule(int, min=1, null=True),
-    "model.d_vocab": POSITIVE,
+    "model.d_vocab": Rule(int, min=1, null=True),   # null: the pretrained model's own
     "model.k": POSITIVE,
     "model.d_embed": POSITIVE,
     "model.d_hidden": Rule(int, min=1, many=True),

@@ -26,6 +26,15 @@ class BaseDataConfig:
     num_workers: int = 0
 
 
+@dataclass
+class TextDataConfig(BaseDataConfig):
+    """Fields of every dataset of tokens."""
+
+    # A pretrained model's own tokenizer ({name, local_dir, revision, prepend_bos}), set from model=pretrained
+    # (interp.data.hf_tokenizer); null: the project's GPT-2 BPE of data.vocab_size tokens.
+    tokenizer: Any = None
+
+
 def parse_config(schema: type, cfg: Mapping | DictConfig) -> Any:
     """Validate `cfg` against the dataclass `schema` (types, unknown keys) and return an instance."""
     name = cfg.get("name")

@@ -13,13 +13,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from interp.data.base import ArrayDataset, BaseDataConfig, BaseDataModule, lm_batch
-from interp.data.tokenizer import Tokenizer
+from interp.data.base import ArrayDataset, BaseDataModule, TextDataConfig, lm_batch
+from interp.data.tokenizer import tokenizer_for
 from interp.errors import ConfigError
 
 
 @dataclass
-class InductionConfig(BaseDataConfig):
+class InductionConfig(TextDataConfig):
     name: str = "induction"
     kind: str = "lm"
     vocab_size: int = 8192  # model d_vocab; eot = vocab_size-1 is the BOS token
@@ -135,7 +135,7 @@ class InductionDataModule(BaseDataModule):
         ]
         if msgs := [m for bad, m in problems if bad]:
             raise ConfigError("Invalid induction data config: " + "; ".join(msgs) + ". Fix these data.* overrides.")
-        self.tokenizer = Tokenizer(c.vocab_size)  # random ids, but analyses want token labels
+        self.tokenizer = tokenizer_for(c)  # random ids, but analyses want token labels
         self.seq_len = c.seq_len
 
     def build(self):

@@ -30,7 +30,7 @@ from interp.data import mix_sources
 from interp.data.base import ArrayDataset, BaseDataModule, lm_batch
 from interp.data.cache import cached_arrays
 from interp.data.token_stream import TokenStreamConfig, chunk_stream
-from interp.data.tokenizer import Tokenizer
+from interp.data.tokenizer import Tokenizer, tokenizer_for, tokenizer_key
 from interp.errors import ConfigError, DataError
 
 SPLITS = ("train", "val", "heldout")
@@ -93,7 +93,7 @@ class MixDataModule(BaseDataModule):
 
     def __init__(self, cfg, seed: int):
         super().__init__(cfg, seed)
-        self.tokenizer = Tokenizer(cfg.vocab_size)
+        self.tokenizer = tokenizer_for(cfg)
         self.seq_len = cfg.seq_len
         unknown = [c for c in cfg.categories if c not in mix_sources.CATEGORIES]
         if unknown or len(set(cfg.categories)) != len(cfg.categories):
@@ -170,7 +170,8 @@ class MixDataModule(BaseDataModule):
     def corpus(self) -> dict[str, np.ndarray]:
         """`<split>.<category>` -> token stream, `meta` -> JSON bytes (documents, provenance)."""
         return cached_arrays(self.cfg.cache_dir, self.cfg.name, self._build_corpus,
-                             cls=type(self).__name__, vocab_size=self.cfg.vocab_size, source=self.source())
+                             cls=type(self).__name__, vocab_size=self.cfg.vocab_size, source=self.source(),
+                             **tokenizer_key(self.tokenizer))
 
     @cached_property
     def meta(self) -> dict:
@@ -227,7 +228,8 @@ class MixDataModule(BaseDataModule):
                     raise DataError(f"category {c!r} has {len(stream)} {split} tokens, fewer than "
                                     f"data.seq_len+1={self.seq_len + 1}. Fix: lower data.seq_len, raise "
                                     f"data.max_train_tokens_per_category or add documents.")
-                chunks = chunk_stream(stream, self.seq_len, f"{c} {split}", max_chunks)
+                chunks = chunk_stream(stream, self.seq_len, f"{c} {split}", max_chunks,
+                                      start=self.tokenizer.start_id if self.tokenizer.prepend_bos else None)
                 seqs[split].append(chunks)
                 cats[split].append(np.full(len(chunks), i, np.int16))
                 self.summary[f"{split}_tokens/{c}"] = len(stream)

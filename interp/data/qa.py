@@ -1,6 +1,7 @@
 """`qa`: closed-book factual QA, "Question: <q> Answer: <a>" + eot, from pycountry.
 
-Each example is [eot] + "Question: q Answer:" + " a" + [eot], padded with eot.
+Each example is [start] + "Question: q Answer:" + " a" + [eot], padded with eot; start is eot, or the BOS of
+a pretrained model that expects one (interp.data.hf_tokenizer).
 Train = every fact x training templates; val = every fact x held-out templates.
 """
 
@@ -12,14 +13,14 @@ from typing import List, Optional
 
 import numpy as np
 
-from interp.data.base import ArrayDataset, BaseDataConfig, BaseDataModule, lm_batch
+from interp.data.base import ArrayDataset, BaseDataModule, TextDataConfig, lm_batch
 from interp.data.qa_facts import TEMPLATES, facts
-from interp.data.tokenizer import Tokenizer
+from interp.data.tokenizer import tokenizer_for
 from interp.errors import ConfigError, DataError
 
 
 @dataclass
-class QAConfig(BaseDataConfig):
+class QAConfig(TextDataConfig):
     name: str = "qa"
     kind: str = "lm"
     vocab_size: int = 8192
@@ -52,7 +53,7 @@ class QADataModule(BaseDataModule):
         ]
         if msgs := [m for bad, m in problems if bad]:
             raise ConfigError("Invalid qa data config: " + "; ".join(msgs) + ".")
-        self.tokenizer = Tokenizer(cfg.vocab_size)
+        self.tokenizer = tokenizer_for(cfg)
         self.seq_len = cfg.seq_len
         self.facts = {r: self._select(r) for r in cfg.relations}
         self.summary.update({f"facts/{r}": len(f) for r, f in self.facts.items()})
@@ -76,14 +77,14 @@ class QADataModule(BaseDataModule):
 
     def _encode(self, examples) -> tuple[list[list[int]], list[list[int]]]:
         # Prompt and answer encoded separately, exactly as greedy decoding will see them.
-        eot = self.tokenizer.eot_id
-        prompts = [[eot] + p for p in self.tokenizer.encode_batch([p for p, _ in examples])]
+        eot, start = self.tokenizer.eot_id, self.tokenizer.start_id
+        prompts = [[start] + p for p in self.tokenizer.encode_batch([p for p, _ in examples])]
         answers = [a + [eot] for a in self.tokenizer.encode_batch([" " + a for _, a in examples])]
         return prompts, answers
 
     def _arrays(self, prompts, answers) -> dict[str, np.ndarray]:
         T, eot = self.seq_len, self.tokenizer.eot_id
-        seq = np.full((len(prompts), T + 1), eot, dtype=np.uint16)
+        seq = np.full((len(prompts), T + 1), eot, dtype=np.uint16 if self.tokenizer.vocab_size <= 2**16 else np.int32)
         mask = np.zeros((len(prompts), T), dtype=bool)  # mask[t]: target seq[t+1] counts
         length = np.zeros(len(prompts), dtype=np.int64)  # input positions before the padding
         for i, (p, a) in enumerate(zip(prompts, answers)):
@@ -105,7 +106,7 @@ class QADataModule(BaseDataModule):
         return ArrayDataset(self._arrays(*train), lm_batch), ArrayDataset(self._arrays(*val), lm_batch), None
 
     def exact_match_sets(self) -> dict[str, list[tuple[list[int], str]]]:
-        """Greedy-decoding probes: (prompt ids = [eot] + "Question: ... Answer:", answer).
+        """Greedy-decoding probes: (prompt ids = [start] + "Question: ... Answer:", answer).
 
         Each set is a seeded sample of at most `exact_match_max` examples.
         """

@@ -13,14 +13,14 @@ from typing import Optional
 import numpy as np
 from tqdm.auto import tqdm
 
-from interp.data.base import ArrayDataset, BaseDataConfig, BaseDataModule, lm_batch
+from interp.data.base import ArrayDataset, BaseDataModule, TextDataConfig, lm_batch
 from interp.data.cache import cached_arrays
-from interp.data.tokenizer import Tokenizer
+from interp.data.tokenizer import Tokenizer, tokenizer_for, tokenizer_key
 from interp.errors import DataError
 
 
 @dataclass
-class TokenStreamConfig(BaseDataConfig):
+class TokenStreamConfig(TextDataConfig):
     kind: str = "lm"
     vocab_size: int = 8192
     seq_len: int = 256
@@ -41,7 +41,17 @@ def tokenize_documents(tokenizer: Tokenizer, texts: list[str], desc: str) -> np.
     return np.concatenate(parts)
 
 
-def chunk_stream(stream: np.ndarray, seq_len: int, split: str, max_chunks: int | None = None) -> np.ndarray:
+def chunk_stream(stream: np.ndarray, seq_len: int, split: str, max_chunks: int | None = None,
+                 start: int | None = None) -> np.ndarray:
+    """[n, seq_len + 1] windows of the stream (inputs and next-token targets). `start`: a token every window
+    begins with (a model's BOS), followed by seq_len tokens of the stream."""
+    if start is not None:
+        n = len(stream) // seq_len
+        if n:
+            body = stream[: n * seq_len].reshape(n, seq_len)
+            if max_chunks is not None and n > max_chunks:
+                body = body[np.linspace(0, n - 1, max_chunks).round().astype(int)]
+            return np.concatenate([np.full((len(body), 1), start, body.dtype), body], axis=1)
     n = len(stream) // (seq_len + 1)
     if n == 0:
         raise DataError(
@@ -59,7 +69,7 @@ class TokenStreamDataModule(BaseDataModule):
 
     def __init__(self, cfg, seed: int):
         super().__init__(cfg, seed)
-        self.tokenizer = Tokenizer(cfg.vocab_size)
+        self.tokenizer = tokenizer_for(cfg)
         self.seq_len = cfg.seq_len
 
     def source(self) -> dict:
@@ -72,7 +82,8 @@ class TokenStreamDataModule(BaseDataModule):
 
     def token_streams(self) -> dict[str, np.ndarray]:
         return cached_arrays(self.cfg.cache_dir, self.cfg.name, self._tokenize,
-                             cls=type(self).__name__, vocab_size=self.cfg.vocab_size, source=self.source())
+                             cls=type(self).__name__, vocab_size=self.cfg.vocab_size, source=self.source(),
+                             **tokenizer_key(self.tokenizer))
 
     def _tokenize(self) -> dict[str, np.ndarray]:
         train_texts, val_texts = self.documents()
@@ -83,8 +94,9 @@ class TokenStreamDataModule(BaseDataModule):
 
     def build(self):
         streams = self.token_streams()
-        train = chunk_stream(streams["train"], self.seq_len, "train")
-        val = chunk_stream(streams["val"], self.seq_len, "val", self.cfg.max_val_chunks)
+        start = self.tokenizer.start_id if self.tokenizer.prepend_bos else None
+        train = chunk_stream(streams["train"], self.seq_len, "train", start=start)
+        val = chunk_stream(streams["val"], self.seq_len, "val", self.cfg.max_val_chunks, start=start)
         self.summary.update(
             train_tokens=len(streams["train"]), val_tokens=len(streams["val"]),
             train_chunks=len(train), val_chunks=len(val),

@@ -90,6 +90,13 @@ class Tokenizer:
             special_tokens={EOT: self.eot_id},
         )
 
+    prepend_bos = False   # models trained here read no BOS; sequences start where the stream is cut
+
+    @property
+    def start_id(self) -> int:
+        """The token a prompt starts with (GPT-2's habit: <|endoftext|>)."""
+        return self.eot_id
+
     def encode(self, text: str) -> list[int]:
         """Ordinary encoding: '<|endoftext|>' in the text is encoded as plain text."""
         return self.encoding.encode_ordinary(text)
@@ -128,3 +135,22 @@ class Tokenizer:
 
     def __repr__(self) -> str:
         return f"Tokenizer(vocab_size={self.vocab_size})"
+
+
+def tokenizer_for(cfg):
+    """A data config's tokenizer: the pretrained model's own (`data.tokenizer`, set from model=pretrained:
+    interp.data.hf_tokenizer), else the project's GPT-2 BPE cut to data.vocab_size."""
+    spec = getattr(cfg, "tokenizer", None) if not isinstance(cfg, dict) else cfg.get("tokenizer")
+    vocab_size = getattr(cfg, "vocab_size", None) if not isinstance(cfg, dict) else cfg.get("vocab_size")
+    if spec:
+        from interp.data.hf_tokenizer import HFTokenizer
+
+        return HFTokenizer(**spec, vocab_size=vocab_size)
+    return Tokenizer(vocab_size)
+
+
+def tokenizer_key(tokenizer) -> dict:
+    """What a cache key adds for a tokenizer beyond data.vocab_size: nothing for the GPT-2 BPE (whose ids
+    the vocabulary size fixes), the name and files' hashes for a model's own."""
+    key = getattr(tokenizer, "key", None)
+    return {"tokenizer": key} if key is not None else {}

@@ -15,6 +15,7 @@ from interp.models.arithmetic_mlp import ArithmeticMLP
 from interp.models.gpt2 import load_gpt2
 from interp.models.kgram import KGramMLP
 from interp.models.lstm import LSTMLM
+from interp.models.pretrained import load_pretrained
 from interp.models.synthetic import SyntheticActivations
 from interp.models.transformer import build_transformer
 
@@ -24,11 +25,12 @@ ARCHITECTURES: dict[str, Callable[..., HookedRootModule]] = {
     "lstm": LSTMLM,
     "arithmetic_mlp": ArithmeticMLP,
     "gpt2": load_gpt2,
+    "pretrained": load_pretrained,       # any causal LM TransformerLens loads, by name or from a local folder
     "synthetic": SyntheticActivations,   # SAELens's synthetic benchmark: built from data=synthetic (task=sae only)
 }
 
 # Architectures whose weights come from outside (a hub or local files), not from our training.
-PRETRAINED = frozenset({"gpt2"})
+PRETRAINED = frozenset({"gpt2", "pretrained"})
 # Architectures that are no trained model at all: activations generated from a config (data=synthetic).
 GENERATED = frozenset({"synthetic"})
 

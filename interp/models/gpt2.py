@@ -25,7 +25,6 @@ with both fixes in the message.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import warnings
 from pathlib import Path
@@ -36,13 +35,9 @@ from transformer_lens import HookedTransformer, HookedTransformerConfig
 from interp import hub
 from interp.errors import ConfigError, DataError
 from interp.files import file_sha256
+from interp.models.pretrained import PROCESSING_DEFAULTS, WEIGHT_FILES, load_hub, weight_files  # noqa: F401
 
 GPT2_NAMES = ("gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl", "distilgpt2")
-# Checked in this order; a *.index.json lists shards that are hashed too.
-WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json",
-                "pytorch_model.bin", "pytorch_model.bin.index.json")
-PROCESSING_DEFAULTS = {"fold_ln": True, "center_writing_weights": True, "center_unembed": True,
-                       "fold_value_biases": True}
 _FIX = ("Fix: either load it online (network access to the Hugging Face hub, unset HF_HUB_OFFLINE; it is then "
         "cached for offline use), or put a GPT-2 checkpoint (config.json + model.safetensors, as "
         "GPT2LMHeadModel.save_pretrained writes them) in a folder and set model.local_dir=/path/to/folder.")
@@ -69,7 +64,7 @@ def load_gpt2(name: str = "gpt2", local_dir: str | None = None, revision: str | 
         offline = not hub.hub_reachable()
         config = read_gpt2_config(_hub_config_dir(repo, revision, offline))
         _check_sizes(config, n_ctx, d_vocab, where=repo)
-        model = _load_hub(repo, revision, processing, n_ctx, device, dtype, offline)
+        model = load_hub(repo, revision, processing, n_ctx, device, dtype, offline)
     model.eval()
     model.provenance = gpt2_provenance(name, local_dir, revision, **processing)
     return model
@@ -102,21 +97,6 @@ def read_gpt2_config(folder: Path) -> dict:
         raise DataError(f"{folder} holds a {config.get('model_type')!r} model (config.json model_type), not GPT-2. "
                         f"{_FIX}")
     return config
-
-
-def weight_files(folder: Path) -> list[Path]:
-    """The weight files of a GPT-2 folder (the first kind of WEIGHT_FILES present, with its shards)."""
-    for name in WEIGHT_FILES:
-        path = Path(folder) / name
-        if path.is_file():
-            if not name.endswith(".index.json"):
-                return [path]
-            shards = sorted(set(json.loads(path.read_text())["weight_map"].values()))
-            missing = [s for s in shards if not (Path(folder) / s).is_file()]
-            if missing:
-                raise DataError(f"{folder}: {name} lists shards that are missing: {missing}. {_FIX}")
-            return [path] + [Path(folder) / s for s in shards]
-    raise DataError(f"{folder} has config.json but no weights: none of {list(WEIGHT_FILES)} is there. {_FIX}")
 
 
 def hooked_config(config: dict, n_ctx: int | None = None, fold_ln: bool = True, device: str = "cpu",
@@ -194,18 +174,6 @@ def _hub_config_dir(repo: str, revision: str | None, offline: bool) -> Path:
         raise DataError(f"GPT-2 {repo!r} (revision {revision or 'main'}) cannot be loaded: {why} and it is not in "
                         f"the local cache {hub.cache_location()}. {_FIX}")
     return path.parent
-
-
-def _load_hub(repo, revision, processing, n_ctx, device, dtype, offline) -> HookedTransformer:
-    kwargs = {"revision": revision} if revision else {}
-    try:
-        with warnings.catch_warnings(), (hub.offline_mode() if offline else contextlib.nullcontext()):
-            warnings.simplefilter("ignore", DeprecationWarning)   # TL 3.x: from_pretrained -> TransformerBridge
-            return HookedTransformer.from_pretrained(repo, n_ctx=n_ctx, device=device, dtype=dtype,
-                                                     **processing, **kwargs)
-    except OSError as e:   # weights or tokenizer missing from the cache while offline
-        raise DataError(f"GPT-2 {repo!r} is only partly in the Hugging Face cache {hub.cache_location()} and the hub "
-                        f"is unreachable ({str(e).splitlines()[0]}). {_FIX}") from None
 
 
 def _load_local(folder: Path, name, config, processing, n_ctx, device, dtype) -> HookedTransformer:

@@ -98,7 +98,9 @@ class SAETaskKind(TaskKind):
         provenance = base.model.provenance
         # The weights' hashes and processing identify the activations, as a checkpoint hash does.
         record = {"pretrained": provenance, "seed": cfg.seed}
-        return self._build(cfg, meta, base, OmegaConf.create(data), content_key(provenance, 64), record)
+        # the data as the model reads it (under model=pretrained: its own tokenizer and vocabulary)
+        return self._build(cfg, meta, base, OmegaConf.create(base.config["data"]), content_key(provenance, 64),
+                           record)
 
     def _build_on_synthetic(self, cfg: DictConfig, meta: dict):
         """SAELens's synthetic model as the base (no base run, no model to choose): its config is data.*."""

@@ -100,6 +100,11 @@ def check_against_model(sae: SAE, model, hook: str) -> None:
         raise ConfigError(f"the SAE's hook {hook!r} does not exist on this model. Hooks like it: "
                           f"{same_kind or close}; all {len(hooks)} hooks: {hooks}. Fix: the SAE for this model's "
                           "hook (sae.id / sae.path), or sae.hook=<one of them>.")
+    trained_on, ours = sae.cfg.metadata.model_name, (getattr(model, "provenance", None) or {}).get("name")
+    if trained_on and ours and None not in (a := _official(trained_on), b := _official(ours)) and a != b:
+        raise ConfigError(f"the SAE was trained on {trained_on} ({a}) but the model is {ours} ({b}). Fix: "
+                          f"model=pretrained model.name={trained_on}, or an SAE trained on {ours} (SAELens's "
+                          "releases list their model: sae_lens.loading.pretrained_saes_directory).")
     width = hook_width(model, hook, sae.cfg.reshape_activations == "hook_z")
     if width != sae.cfg.d_in:
         raise ConfigError(f"the SAE reads vectors of width d_in={sae.cfg.d_in} but {hook} of this model is {width} "
@@ -143,6 +148,17 @@ def pretrained_directory():
 
 
 # --- internals ---------------------------------------------------------------------------------------
+
+def _official(name: str) -> str | None:
+    """TransformerLens's official name for a model name, None for a name it does not know (a local label,
+    a run directory): only names both sides know are compared."""
+    from interp.models.pretrained import official_name
+
+    try:
+        return official_name(str(name))
+    except ConfigError:
+        return None
+
 
 def _from_disk(folder: Path, device: str, dtype: str) -> tuple[SAE, dict]:
     from sae_lens.constants import SAE_CFG_FILENAME, SAE_WEIGHTS_FILENAME

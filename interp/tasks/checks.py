@@ -5,7 +5,7 @@ from omegaconf import DictConfig
 from interp.errors import ConfigError
 
 DATA_FOR_KIND = {"lm": "code, qa, induction, mix, text_files or hf", "regression": "arithmetic"}
-MODELS_FOR_KIND = {"lm": "kgram, lstm, transformer_0l/1l/2l, transformer or gpt2", "regression": "arithmetic_mlp"}
+MODELS_FOR_KIND = {"lm": "kgram, lstm, transformer_0l/1l/2l, transformer, gpt2 or pretrained", "regression": "arithmetic_mlp"}
 
 
 def check_compatible(cfg: DictConfig, model_name: str, check_task: bool = True) -> None:

@@ -49,25 +49,30 @@ class ModelTaskKind(TaskKind):
 
 def rebuild_model_run(run_dir: str | Path, config: dict, raw: dict, ckpt: Path, device: str = "cpu") -> LoadedRun:
     """The trained model of a model-task checkpoint (eval mode, on `device`) and its tokenizer."""
-    from interp.data.tokenizer import Tokenizer
+    from interp.data.tokenizer import tokenizer_for
     from interp.models import build_model
     from interp.models.hooks import to_device
 
     model = build_model(config["model"])
     model.load_state_dict({k.removeprefix("model."): v for k, v in raw["state_dict"].items() if k.startswith("model.")})
     to_device(model, device).eval()
-    tokenizer = Tokenizer(config["data"]["vocab_size"]) if config["model"]["kind"] == "lm" else None
+    tokenizer = tokenizer_for(config["data"]) if config["model"]["kind"] == "lm" else None
     return LoadedRun(Path(run_dir), config, model, tokenizer, ckpt, int(raw.get("global_step", 0)))
 
 
 def pretrained_base(model_cfg, data_cfg, seed: int, device: str = "cpu") -> LoadedRun:
-    """A pretrained model (model=gpt2) as the base: its weights come from the hub or local files,
-    its data from this run's data group. `config["base"]` of the SAE run records its provenance."""
-    from interp.data.tokenizer import Tokenizer
+    """A pretrained model (model=gpt2, model=pretrained) as the base: its weights come from the hub or local
+    files, its data from this run's data group, tokenized with the model's own tokenizer under
+    model=pretrained (config["data"]["tokenizer"]). `config["base"]` of the SAE run records its provenance."""
+    from interp.data.hf_tokenizer import tokenizer_spec
+    from interp.data.tokenizer import tokenizer_for
     from interp.models import build_model
     from interp.models.hooks import to_device
 
+    model_cfg = OmegaConf.to_container(model_cfg, resolve=True) if isinstance(model_cfg, DictConfig) else dict(model_cfg)
     model = to_device(build_model(model_cfg), device).eval()
-    config = {"model": OmegaConf.to_container(model_cfg, resolve=True) if isinstance(model_cfg, DictConfig)
-              else dict(model_cfg), "data": dict(data_cfg), "seed": seed}
-    return LoadedRun(None, config, model, Tokenizer(data_cfg["vocab_size"]), None, 0)
+    data = dict(data_cfg)
+    if model_cfg.get("arch") == "pretrained":
+        data.update(tokenizer=tokenizer_spec(model_cfg, model), vocab_size=model.cfg.d_vocab)
+    config = {"model": model_cfg, "data": data, "seed": seed}
+    return LoadedRun(None, config, model, tokenizer_for(data), None, 0)
