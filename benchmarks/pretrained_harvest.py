@@ -51,14 +51,14 @@ def main() -> None:
     batches = [torch.randint(0, model.cfg.d_vocab, (args.batch, args.seq), generator=g) for _ in range(args.batches)]
     base, ours = [], []
     with torch.no_grad():
-        activations(model, {"seq": batches[0]}, hook)             # warm-up: allocations, kernels
+        activations(model, {"tokens": batches[0]}, hook)             # warm-up: allocations, kernels
         model(batches[0], stop_at_layer=layer + 1)
         for tokens in batches:
             start = time.perf_counter()
             model(tokens, stop_at_layer=layer + 1)
             base.append(time.perf_counter() - start)
             start = time.perf_counter()
-            rows = activations(model, {"seq": tokens}, hook)
+            rows = activations(model, {"tokens": tokens}, hook)
             ours.append(time.perf_counter() - start)
     assert rows.shape == (args.batch * args.seq, model.cfg.d_model)
     tokens = args.batch * args.seq

@@ -158,8 +158,97 @@ def test_an_sae_trains_on_a_local_llama_and_analyses_read_it(folders, run_train,
     run = load_run(tmp_path / "sae")
     assert run.config["base"]["pretrained"]["architecture"] == "LlamaForCausalLM"
     assert run.tokenizer.prepend_bos and run.model.cfg.d_vocab == 96
-    proc = subprocess.run([sys.executable, str(REPO / "analyze.py"), *model, *data, "analysis=topk_next",
+    # its SAE spliced back into the model as a pretrained SAE (SAELens's folder), through dashboard and steering
+    proc = subprocess.run([sys.executable, str(REPO / "analyze.py"), *model, *data, "sae=pretrained",
+                           f"sae.path={tmp_path / 'sae' / 'sae'}", "analysis=[topk_next,dashboard,steer]",
+                           "features=[0,1]", "max_tokens=500", "feature=1", "scale=8", "max_new_tokens=3",
                            "prompt=The quick brown fox", f"out_dir={tmp_path / 'a'}"], cwd=REPO, env=train_env,
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert json.loads((tmp_path / "a/figures/topk_next/results.json").read_text())["top1_prob_mean"] > 0
+    pages = json.loads((tmp_path / "a/figures/dashboard/dashboard.json").read_text())
+    assert [p["feature"] for p in pages] == [0, 1] and "without:" in proc.stdout
+    # and the explorer's feature page, its contexts in the model's own tokens
+    from starlette.testclient import TestClient
+
+    from interp.explorer.app import create_app
+
+    client = TestClient(create_app([tmp_path]))
+    rows = client.get("/api/features", params={"path": str(tmp_path / "sae")}).json()["rows"]
+    top = max(rows, key=lambda row: row["max"])
+    page = client.get("/api/feature", params={"path": str(tmp_path / "sae"), "feature": top["feature"]}).json()
+    ctx = page["page"]["top"][0]
+    assert ctx["ids"] and max(ctx["ids"]) < 96 and ctx["acts"][ctx["at"]] > 0   # the model's own token ids
+    r = client.get("/feature", params={"path": str(tmp_path / "sae"), "feature": top["feature"]})
+    assert r.status_code == 200 and 'class="ctx"' in r.text
+
+
+# By name, as online, from a Hugging Face cache holding the tiny folders under real repo names; the hub is a
+# closed local port, so nothing is downloaded. A fresh interpreter: the hub settings are read at import.
+BY_NAME = """
+import json, sys, time, torch
+from interp.errors import DataError
+from interp.models import build_model
+from interp.tasks.kind import pretrained_base
+out = {}
+for name, folder in (("pythia-70m-deduped", sys.argv[1]), ("Qwen/Qwen2.5-0.5B", sys.argv[2])):
+    hub = build_model({"arch": "pretrained", "name": name})
+    local = build_model({"arch": "pretrained", "name": name, "local_dir": folder})
+    ids = torch.arange(30).reshape(2, 15) * 3
+    with torch.no_grad():
+        diff = (torch.log_softmax(hub(ids), -1) - torch.log_softmax(local(ids), -1)).abs().max().item()
+    data = {"name": "code", "vocab_size": 8192, "seq_len": 16, "max_files": 4, "cache_dir": None}
+    tok = pretrained_base({"arch": "pretrained", "name": name}, data, 0).tokenizer
+    out[name] = {"diff": diff, "provenance": hub.provenance, "tokens": tok.encode("The quick brown fox"),
+                 "local_tokens": local.tokenizer("The quick brown fox", add_special_tokens=False)["input_ids"]}
+start = time.perf_counter()
+try:
+    build_model({"arch": "pretrained", "name": "pythia-160m"})
+except DataError as e:
+    out["uncached"] = {"seconds": time.perf_counter() - start, "message": str(e)}
+print(json.dumps(out))
+"""
+
+
+def test_by_name_from_the_hugging_face_cache_and_a_clear_error_when_not_there(folders, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from conftest import REPO
+    from tiny_gpt2 import hub_snapshot
+
+    commit = "89abcdef0123456789abcdef0123456789abcdef"
+    for repo, family in (("EleutherAI/pythia-70m-deduped", "gpt_neox"), ("Qwen/Qwen2.5-0.5B", "qwen2")):
+        shutil.copytree(folders[family], hub_snapshot(tmp_path / "hub", repo, commit), dirs_exist_ok=True)
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
+    env.update(HF_HUB_CACHE=str(tmp_path / "hub"), HF_ENDPOINT="http://127.0.0.1:9", PYTHONPATH=str(REPO))
+    proc = subprocess.run([sys.executable, "-c", BY_NAME, str(folders["gpt_neox"]), str(folders["qwen2"])],
+                          env=env, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    for name, repo in (("pythia-70m-deduped", "EleutherAI/pythia-70m-deduped"), ("Qwen/Qwen2.5-0.5B",) * 2):
+        got = out[name]
+        assert got["diff"] < 1e-5                                # TransformerLens's route = ours from the folder
+        assert got["provenance"]["source"] == "hub" and got["provenance"]["name"] == repo
+        assert got["provenance"]["revision"] == commit and got["provenance"]["weights_sha256"]
+        assert got["tokens"] == got["local_tokens"] and len(got["tokens"]) > 3   # the cached tokenizer
+    assert out["uncached"]["seconds"] < 10 and "EleutherAI/pythia-160m" in out["uncached"]["message"]
+    assert "not in the local cache" in out["uncached"]["message"]
+
+
+def test_bad_pretrained_models_stop_train_py_with_one_line_and_exit_2(folders, run_train, tmp_path):
+    from test_bad_input import assert_refused
+
+    other = tmp_path / "t5"
+    shutil.copytree(folders["qwen2"], other)
+    config = json.loads((other / "config.json").read_text())
+    (other / "config.json").write_text(json.dumps({**config, "architectures": ["T5ForConditionalGeneration"]}))
+    for fields, says in ((["model.name=gemma-2-2bb"], ["closest", "gemma-2-2b", "Fix"]),
+                         ([f"model.local_dir={other}", "model.name=t5"], ["T5ForConditionalGeneration", "Supported"])):
+        proc = run_train("task=sae", "model=pretrained", *fields, "data=code", "sae=topk", run_dir=tmp_path / "r",
+                         expect_ok=False)
+        message = assert_refused(proc, *says)
+        metrics = json.loads((tmp_path / "r" / "metrics.json").read_text())   # the run records how it ended
+        assert metrics["status"] == "failed" and metrics["error"] == message.removeprefix("error: ")
+        assert not (tmp_path / "r" / "sae").exists() and not (tmp_path / "r" / "checkpoints").exists()

@@ -129,6 +129,7 @@ class SAETaskKind(TaskKind):
 
     def _build(self, cfg: DictConfig, meta: dict, base: LoadedRun, data, base_sha: str, record: dict):
         from interp.data import build_datamodule
+        from interp.data.tokenizer import tokenizer_key
         from interp.sae.dictionaries import Layout, check_budget, is_many, label, memory_bytes, split, variants
         from interp.sae.source import ActivationDataModule
         from interp.sae.spec import d_sae_of
@@ -160,7 +161,8 @@ class SAETaskKind(TaskKind):
         layout = Layout.of([sites(s) for s in specs]) if many else sites(spec)
         cache_fields = {"base_checkpoint_sha256": base_sha, "hook": spec.hook, "seed": seed,
                         "data": OmegaConf.to_container(data, resolve=True),
-                        "n_tokens": int(spec.harvest_tokens), "dtype": spec.cache.dtype}
+                        "n_tokens": int(spec.harvest_tokens), "dtype": spec.cache.dtype,
+                        **tokenizer_key(getattr(base_dm, "tokenizer", None))}   # a model's own: its files' hashes
         if tuple(layout.hooks) != sites(specs[0]).hooks:   # one cache of every hook side by side
             cache_fields["hook"] = list(layout.hooks)
         elif sites(specs[0]).transcodes:   # an SAE's cache key stays as it was (variants on one hook share it)
