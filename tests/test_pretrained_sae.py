@@ -16,7 +16,8 @@ from safetensors.torch import save_file
 from tiny_gpt2 import D_MODEL, N_HEADS, hub_snapshot, make_tiny_gpt2
 
 from interp.errors import ConfigError, DataError
-from interp.models.gpt2 import PROCESSING_DEFAULTS, load_gpt2
+from interp.models.gpt2 import load_gpt2
+from interp.models.pretrained import PROCESSING_DEFAULTS
 from interp.sae.pretrained import PROCESSING_CHANGES, from_config, load_pretrained_sae
 
 REPO = Path(__file__).resolve().parents[1]

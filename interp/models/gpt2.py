@@ -34,8 +34,7 @@ from transformer_lens import HookedTransformer, HookedTransformerConfig
 
 from interp import hub
 from interp.errors import ConfigError, DataError
-from interp.files import file_sha256
-from interp.models.pretrained import PROCESSING_DEFAULTS, WEIGHT_FILES, load_hub, weight_files  # noqa: F401
+from interp.models.pretrained import load_hub, provenance, weight_files
 
 GPT2_NAMES = ("gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl", "distilgpt2")
 _FIX = ("Fix: either load it online (network access to the Hugging Face hub, unset HF_HUB_OFFLINE; it is then "
@@ -121,25 +120,12 @@ def hooked_config(config: dict, n_ctx: int | None = None, fold_ln: bool = True, 
 
 def gpt2_provenance(name: str = "gpt2", local_dir: str | None = None, revision: str | None = None,
                     **processing: bool) -> dict:
-    """What a run stores to say which GPT-2 it studied: source, name, revision or folder,
-    sha256 of every weight file, and the weight processing applied (defaults filled in)."""
-    processing = {**PROCESSING_DEFAULTS, **processing}
-    if local_dir is not None:
-        folder = Path(local_dir).expanduser().resolve()
-        out = {"source": "local", "name": name, "local_dir": str(folder), "revision": None}
-    else:
-        repo = official_name(name)
-        cfg_path = hub.cached_path(repo, "config.json", revision)
-        if cfg_path is None:
-            raise DataError(f"GPT-2 {repo!r} (revision {revision or 'main'}) is not in the Hugging Face cache "
-                            f"{hub.cache_location()}. {_FIX}")
-        folder = cfg_path.parent
-        out = {"source": "hub", "name": repo, "local_dir": None, "revision": hub.snapshot_revision(cfg_path),
-               "requested_revision": revision}
-    files = weight_files(folder)
-    out["weights_sha256"] = {f.name: file_sha256(f) for f in files}
-    out["processing"] = processing
-    return out
+    """What a run stores to say which GPT-2 it studied (interp.models.pretrained.provenance: source, name,
+    revision or folder, sha256 of every weight file, the weight processing); a name that is no GPT-2 is
+    refused first."""
+    if local_dir is None:
+        official_name(name)
+    return provenance(name, local_dir, revision, **processing)
 
 
 # --- internals ---------------------------------------------------------------------------------------
