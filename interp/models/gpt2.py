@@ -25,7 +25,6 @@ with both fixes in the message.
 
 from __future__ import annotations
 
-import json
 import warnings
 from pathlib import Path
 
@@ -34,7 +33,7 @@ from transformer_lens import HookedTransformer, HookedTransformerConfig
 
 from interp import hub
 from interp.errors import ConfigError, DataError
-from interp.models.pretrained import load_hub, provenance, weight_files
+from interp.models.pretrained import config_json, load_hub, provenance, weight_files
 
 GPT2_NAMES = ("gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl", "distilgpt2")
 _FIX = ("Fix: either load it online (network access to the Hugging Face hub, unset HF_HUB_OFFLINE; it is then "
@@ -83,15 +82,7 @@ def official_name(name: str) -> str:
 
 def read_gpt2_config(folder: Path) -> dict:
     """config.json of a Hugging Face GPT-2 folder; DataError naming what is missing."""
-    path = Path(folder) / "config.json"
-    if not Path(folder).is_dir():
-        raise DataError(f"model.local_dir={folder} is not a directory. {_FIX}")
-    if not path.is_file():
-        raise DataError(f"{folder} is not a Hugging Face GPT-2 checkpoint: config.json is missing. {_FIX}")
-    try:
-        config = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise DataError(f"{path} is not readable JSON ({e}). {_FIX}") from None
+    config = config_json(folder, "Hugging Face GPT-2 checkpoint", _FIX)
     if config.get("model_type") != "gpt2":
         raise DataError(f"{folder} holds a {config.get('model_type')!r} model (config.json model_type), not GPT-2. "
                         f"{_FIX}")

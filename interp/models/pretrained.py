@@ -102,17 +102,23 @@ def official_name(name: str) -> str:
                       "model.local_dir=/path for a local Hugging Face folder.")
 
 
-def read_config(folder: Path) -> dict:
-    """config.json of a Hugging Face folder whose architecture can be converted; DataError otherwise."""
+def config_json(folder: Path, what: str = "Hugging Face model folder", fix: str = _FIX) -> dict:
+    """A model folder's config.json; DataError naming what is missing (`fix`: how to put it right)."""
+    folder = Path(folder)
     if not folder.is_dir():
-        raise DataError(f"model.local_dir={folder} is not a directory. {_FIX}")
+        raise DataError(f"model.local_dir={folder} is not a directory. {fix}")
     path = folder / "config.json"
     if not path.is_file():
-        raise DataError(f"{folder} is not a Hugging Face model folder: config.json is missing. {_FIX}")
+        raise DataError(f"{folder} is not a {what}: config.json is missing. {fix}")
     try:
-        config = json.loads(path.read_text())
+        return json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as e:
-        raise DataError(f"{path} is not readable JSON ({e}). {_FIX}") from None
+        raise DataError(f"{path} is not readable JSON ({e}). {fix}") from None
+
+
+def read_config(folder: Path) -> dict:
+    """config.json of a Hugging Face folder whose architecture can be converted; DataError otherwise."""
+    config = config_json(folder)
     arch = (config.get("architectures") or [None])[0]
     if arch not in SUPPORTED:
         raise DataError(f"{folder} holds a {arch or config.get('model_type')!r} model, which TransformerLens cannot "
