@@ -6,12 +6,17 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
+from pathlib import Path
 from functools import cached_property
 from typing import Any, Optional
 
+from interp import hub
 from interp.data.token_stream import TokenStreamConfig, TokenStreamDataModule
 from interp.errors import DataError
+
+LOCAL_BUILDERS = ("json", "text", "csv", "parquet", "arrow", "pandas", "imagefolder", "audiofolder")
 
 
 @dataclass
@@ -32,13 +37,18 @@ class HFDataModule(TokenStreamDataModule):
         import datasets  # heavy import, only needed here
 
         c = self.cfg
+        # A hub dataset with the hub unreachable: read the local cache only, at once, instead of retrying
+        # (datasets reads its own copy of the offline flag at call time).
+        offline = not _local(c.path) and not hub.hub_reachable()
         try:
-            ds = datasets.load_dataset(c.path, name=c.config_name, split=c.split, data_files=c.data_files)
+            with hub.offline_mode() if offline else contextlib.nullcontext(), _datasets_offline(offline):
+                ds = datasets.load_dataset(c.path, name=c.config_name, split=c.split, data_files=c.data_files)
         except (OSError, ValueError, ImportError) as e:  # ConnectionError/DatasetNotFoundError are OSErrors
             first_line = (str(e).strip().splitlines() or [""])[0]
+            why = "the Hugging Face hub is unreachable and it is not in the local cache: " if offline else ""
             raise DataError(
                 f"Could not load Hugging Face dataset '{c.path}' (config {c.config_name!r}, split {c.split!r}): "
-                f"{type(e).__name__}: {first_line}. Fix: check the network connection and that "
+                f"{why}{type(e).__name__}: {first_line}. Fix: check the network connection and that "
                 f"HF_DATASETS_OFFLINE/HF_HUB_OFFLINE are unset (or that the dataset is already in the "
                 f"local HF cache), and check data.path / data.config_name / data.split."
             ) from None
@@ -67,3 +77,20 @@ class HFDataModule(TokenStreamDataModule):
         train = [t for i, t in enumerate(texts) if i % k != k - 1]
         val = [t for i, t in enumerate(texts) if i % k == k - 1]
         return train, val
+
+
+def _local(path: str) -> bool:
+    """A packaged builder with local files, or a folder / script on disk: no hub involved."""
+    return path in LOCAL_BUILDERS or Path(path).expanduser().exists()
+
+
+@contextlib.contextmanager
+def _datasets_offline(offline: bool):
+    import datasets
+
+    before = datasets.config.HF_HUB_OFFLINE
+    datasets.config.HF_HUB_OFFLINE = offline or before
+    try:
+        yield
+    finally:
+        datasets.config.HF_HUB_OFFLINE = before
