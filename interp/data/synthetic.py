@@ -48,7 +48,7 @@ class SyntheticConfig(BaseDataConfig):
     orthogonalize_steps: int = 0      # steps making the feature directions near-orthogonal (0: random unit vectors)
     orthogonalize_lr: float = 0.01
     model_seed: int = 42              # builds the synthetic model (directions, probabilities, tree)
-    # How rows are drawn: "fast" (the same distribution as SAELens's sampler, ~3x faster: each feature's
+    # How rows are drawn: "fast" (the same distribution as SAELens's sampler, ~8x faster: each feature's
     # firing rows as geometric gaps instead of one Bernoulli draw per row and feature; correlated firing
     # still uses SAELens's), or "saelens" (SyntheticModel.sample itself, row for row).
     sampler: str = "fast"

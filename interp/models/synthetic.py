@@ -15,6 +15,8 @@ import torch
 from transformer_lens import HookedRootModule
 from transformer_lens.hook_points import HookPoint
 
+from interp.models import synthetic_sampler
+
 _MIX = 2654435761   # Knuth's multiplicative hash: a batch's seed is the sum of its ids' hashes
 
 
@@ -52,12 +54,10 @@ def saelens_config(num_features: int, hidden_dim: int, zipf_exponent: float = 1.
 
 class SyntheticActivations(HookedRootModule):
     def __init__(self, sampler: str = "saelens", **fields):
-        """`sampler`: "fast" (interp.models.synthetic_sampler: the same distribution, drawn ~3x faster; for
+        """`sampler`: "fast" (interp.models.synthetic_sampler: the same distribution, drawn ~8x faster; for
         independent firing, with or without a tree) or "saelens" (SyntheticModel.sample, also what a run
         recorded before the choice existed used)."""
         from sae_lens.synthetic import SyntheticModel
-
-        from interp.models import synthetic_sampler
 
         super().__init__()
         if sampler not in ("fast", "saelens"):
@@ -82,8 +82,6 @@ class SyntheticActivations(HookedRootModule):
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         """ids [B] (int) -> activations [B, hidden_dim], the same for the same ids."""
-        from interp.models import synthetic_sampler
-
         seed = int(((ids.long().cpu() + 1) * _MIX).sum()) % (1 << 63)
         if self.fast:
             acts = synthetic_sampler.sample(self.synthetic, len(ids), torch.Generator().manual_seed(seed))
