@@ -60,11 +60,11 @@ def saelens_run(arch: str, data: dict, d_sae: int, k: int, steps: int, batch: in
     config = {"topk": TopKTrainingSAEConfig, "batchtopk": BatchTopKTrainingSAEConfig}[arch](
         d_in=data["hidden_dim"], d_sae=d_sae, k=k, apply_b_dec_to_input=True, decoder_init_norm=0.1,
         normalize_activations="none", aux_loss_coefficient=1.0)
+    torch.manual_seed(seed)   # before the runner: it initialises the SAE when built
     runner = SyntheticSAERunner(SyntheticSAERunnerConfig(
         synthetic_model=saelens_config(**{f: data[f] for f in MODEL_FIELDS if f != "sampler"}), sae=config,
         training_samples=steps * batch, batch_size=batch, lr=3e-4, output_path=str(out), checkpoint_path=None,
         run_final_eval=False, logger=LoggingConfig(log_to_wandb=False), device="cpu"))
-    torch.manual_seed(seed)
     start = time.perf_counter()
     result = runner.run()
     seconds = time.perf_counter() - start

@@ -39,6 +39,12 @@ class HFTokenizer:
         return self.bos_id if self.prepend_bos else self.eot_id
 
     @property
+    def prefix(self) -> list[int]:
+        """What a prompt or probe text is given in front: [BOS] where the model expects it, else nothing
+        (TransformerLens's to_tokens with the model's default_prepend_bos)."""
+        return [self.bos_id] if self.prepend_bos else []
+
+    @property
     def key(self) -> dict:
         """What identifies the ids it gives (for cache keys): its name, source and files' hashes."""
         return {"name": self.name, "local_dir": self.local_dir, "revision": self.revision,

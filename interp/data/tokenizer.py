@@ -97,6 +97,11 @@ class Tokenizer:
         """The token a prompt starts with (GPT-2's habit: <|endoftext|>)."""
         return self.eot_id
 
+    @property
+    def prefix(self) -> list[int]:
+        """What a prompt or probe text is given in front: [<|endoftext|>], as the models here saw in training."""
+        return [self.eot_id]
+
     def encode(self, text: str) -> list[int]:
         """Ordinary encoding: '<|endoftext|>' in the text is encoded as plain text."""
         return self.encoding.encode_ordinary(text)

@@ -29,15 +29,17 @@ class FeatureActs:
 
 
 def encode_texts(tokenizer, texts: list[str], max_tokens: int, n_ctx: int | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """(tokens [N, T], mask [N, T]): [eot] + the first max_tokens tokens of each text, right-padded."""
-    limit = min(max_tokens, n_ctx - 1) if n_ctx else max_tokens
-    ids = [[tokenizer.eot_id] + tokenizer.encode(t)[:limit] for t in texts]
+    """(tokens [N, T], mask [N, T]): the tokenizer's prefix ([eot], or a pretrained model's BOS) + the first
+    max_tokens tokens of each text, right-padded."""
+    prefix = list(tokenizer.prefix)
+    limit = min(max_tokens, n_ctx - len(prefix)) if n_ctx else max_tokens
+    ids = [prefix + tokenizer.encode(t)[:limit] for t in texts]
     width = max(map(len, ids))
     tokens = torch.full((len(ids), width), tokenizer.eot_id, dtype=torch.long)
     mask = torch.zeros(len(ids), width, dtype=torch.bool)
     for i, row in enumerate(ids):
         tokens[i, :len(row)] = torch.tensor(row)
-        mask[i, 1:len(row)] = True
+        mask[i, len(prefix):len(row)] = True
     return tokens, mask
 
 

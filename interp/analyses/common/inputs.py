@@ -10,13 +10,14 @@ from interp.models import context_length
 
 
 def encode_prompt(prompt: str | None, tokenizer, n_ctx: int | None, *, prepend_bos: bool = True) -> torch.Tensor:
-    """A user's prompt as token ids [1, pos] ([eot] first, as in training), checked against n_ctx."""
+    """A user's prompt as token ids [1, pos] (after the tokenizer's prefix: [eot] for the models trained here,
+    as in training; a pretrained model's BOS where it takes one), checked against n_ctx."""
     if prompt is None or not prompt.strip():
         raise ConfigError("the prompt is empty. Fix: pass prompt=\"some text\" (quote it for the shell).")
-    ids = ([tokenizer.eot_id] if prepend_bos else []) + tokenizer.encode(prompt)
+    ids = (list(tokenizer.prefix) if prepend_bos else []) + tokenizer.encode(prompt)
     if n_ctx is not None and len(ids) > n_ctx:
         raise ConfigError(
-            f"the prompt is {len(ids)} tokens (with the leading [eot]) but the model's context is "
+            f"the prompt is {len(ids)} tokens (with its leading start token) but the model's context is "
             f"n_ctx={n_ctx}. Fix: shorten the prompt.")
     return torch.tensor([ids], dtype=torch.long)
 
