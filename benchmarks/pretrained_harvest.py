@@ -75,16 +75,18 @@ def _random_model(family: str, folder: Path, d_model: int, layers: int, n_ctx: i
     import tiny_hf_models
 
     _, hf = getattr(tiny_hf_models, f"_{family}")(96)
-    cfg = hf.config
+    fields = hf.config.to_dict()
+    fields.pop("layer_types", None)   # per-layer attention kinds: rebuilt for the new depth
     heads = max(4, d_model // 64)
     for key, value in (("hidden_size", d_model), ("n_embd", d_model), ("num_hidden_layers", layers),
                        ("n_layer", layers), ("num_attention_heads", heads), ("n_head", heads),
                        ("intermediate_size", 4 * d_model), ("max_position_embeddings", n_ctx),
                        ("n_positions", n_ctx), ("n_ctx", n_ctx), ("head_dim", d_model // heads),
-                       ("vocab_size", 32_000), ("num_key_value_heads", max(1, heads // 2))):
-        if hasattr(cfg, key):
-            setattr(cfg, key, value)
-    model = type(hf)(cfg)
+                       ("query_pre_attn_scalar", d_model // heads), ("vocab_size", 32_000),
+                       ("num_key_value_heads", max(1, heads // 2))):
+        if key in fields:
+            fields[key] = value
+    model = type(hf)(type(hf.config)(**fields))
     model.save_pretrained(folder)
     return folder
 

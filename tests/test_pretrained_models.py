@@ -211,6 +211,17 @@ for name, folder in (("pythia-70m-deduped", sys.argv[1]), ("Qwen/Qwen2.5-0.5B", 
     tok = pretrained_base({"arch": "pretrained", "name": name}, data, 0).tokenizer
     out[name] = {"diff": diff, "provenance": hub.provenance, "tokens": tok.encode("The quick brown fox"),
                  "local_tokens": local.tokenizer("The quick brown fox", add_special_tokens=False)["input_ids"]}
+# SAELens's release for Pythia, from the same cache: it splices into Pythia and is refused by Qwen
+from interp.errors import ConfigError
+from interp.sae.pretrained import load_pretrained_sae
+pythia = build_model({"arch": "pretrained", "name": "pythia-70m-deduped"})
+sae, prov = load_pretrained_sae("pythia-70m-deduped-res-sm", "blocks.0.hook_resid_post", model=pythia)
+out["release"] = {"d_in": sae.cfg.d_in, "repo": prov["repo_id"], "model_name": prov.get("model_name")}
+try:
+    load_pretrained_sae("pythia-70m-deduped-res-sm", "blocks.0.hook_resid_post",
+                        model=build_model({"arch": "pretrained", "name": "Qwen/Qwen2.5-0.5B"}))
+except ConfigError as e:
+    out["release"]["other_model"] = str(e)
 start = time.perf_counter()
 try:
     build_model({"arch": "pretrained", "name": "pythia-160m"})
@@ -231,6 +242,12 @@ def test_by_name_from_the_hugging_face_cache_and_a_clear_error_when_not_there(fo
     commit = "89abcdef0123456789abcdef0123456789abcdef"
     for repo, family in (("EleutherAI/pythia-70m-deduped", "gpt_neox"), ("Qwen/Qwen2.5-0.5B", "qwen2")):
         shutil.copytree(folders[family], hub_snapshot(tmp_path / "hub", repo, commit), dirs_exist_ok=True)
+    # a release of SAELens's directory (pythia-70m-deduped-res-sm) as its repo holds it: SAELens folders
+    from sae_lens import StandardSAE, StandardSAEConfig
+
+    sae = StandardSAE(StandardSAEConfig(d_in=64, d_sae=128))
+    sae.cfg.metadata.model_name, sae.cfg.metadata.hook_name = "pythia-70m-deduped", "blocks.0.hook_resid_post"
+    sae.save_model(hub_snapshot(tmp_path / "hub", "ctigges/pythia-70m-deduped__res-sm_processed", commit) / "0-res-sm")
     env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
     env.update(HF_HUB_CACHE=str(tmp_path / "hub"), HF_ENDPOINT="http://127.0.0.1:9", PYTHONPATH=str(REPO))
     proc = subprocess.run([sys.executable, "-c", BY_NAME, str(folders["gpt_neox"]), str(folders["qwen2"])],
@@ -243,6 +260,10 @@ def test_by_name_from_the_hugging_face_cache_and_a_clear_error_when_not_there(fo
         assert got["provenance"]["source"] == "hub" and got["provenance"]["name"] == repo
         assert got["provenance"]["revision"] == commit and got["provenance"]["weights_sha256"]
         assert got["tokens"] == got["local_tokens"] and len(got["tokens"]) > 3   # the cached tokenizer
+    release = out["release"]
+    assert release["d_in"] == 64 and release["repo"] == "ctigges/pythia-70m-deduped__res-sm_processed"
+    assert "trained on pythia-70m-deduped (EleutherAI/pythia-70m-deduped) but the model is Qwen/Qwen2.5-0.5B" \
+        in release["other_model"], release
     assert out["uncached"]["seconds"] < 10 and "EleutherAI/pythia-160m" in out["uncached"]["message"]
     assert "not in the local cache" in out["uncached"]["message"]
 
