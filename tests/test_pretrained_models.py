@@ -122,7 +122,7 @@ def test_the_cache_key_and_qa_prompts_follow_the_tokenizer(folders):
     neox = HFTokenizer("n", str(folders["gpt_neox"]))
     assert tokenizer_key(Tokenizer(300)) == {}                         # the GPT-2 BPE's caches keep their keys
     assert tokenizer_key(llama) != tokenizer_key(neox) and tokenizer_key(llama)["tokenizer"]["files"]
-    assert llama.start_id == llama.bos_id != llama.eot_id and neox.start_id == neox.eot_id
+    assert llama.prefix == [llama.bos_id] != [llama.eot_id] and neox.prefix == [] and not neox.prepend_bos
     # prompts and probe texts get the model's BOS in front where TransformerLens would prepend it, else nothing
     from interp.analyses.common.inputs import encode_prompt
     from interp.features.extract import encode_texts

@@ -34,11 +34,6 @@ class HFTokenizer:
         self.prepend_bos = bool(prepend_bos and self.bos_id is not None)
 
     @property
-    def start_id(self) -> int:
-        """The token a sequence starts with: BOS where the model expects it, else EOS (GPT-2's habit)."""
-        return self.bos_id if self.prepend_bos else self.eot_id
-
-    @property
     def prefix(self) -> list[int]:
         """What a prompt or probe text is given in front: [BOS] where the model expects it, else nothing
         (TransformerLens's to_tokens with the model's default_prepend_bos)."""

@@ -229,7 +229,7 @@ class MixDataModule(BaseDataModule):
                                     f"data.seq_len+1={self.seq_len + 1}. Fix: lower data.seq_len, raise "
                                     f"data.max_train_tokens_per_category or add documents.")
                 chunks = chunk_stream(stream, self.seq_len, f"{c} {split}", max_chunks,
-                                      start=self.tokenizer.start_id if self.tokenizer.prepend_bos else None)
+                                      start=self.tokenizer.bos_id if self.tokenizer.prepend_bos else None)
                 seqs[split].append(chunks)
                 cats[split].append(np.full(len(chunks), i, np.int16))
                 self.summary[f"{split}_tokens/{c}"] = len(stream)

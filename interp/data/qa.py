@@ -1,7 +1,7 @@
 """`qa`: closed-book factual QA, "Question: <q> Answer: <a>" + eot, from pycountry.
 
-Each example is [start] + "Question: q Answer:" + " a" + [eot], padded with eot; start is eot, or the BOS of
-a pretrained model that expects one (interp.data.hf_tokenizer).
+Each example is the tokenizer's prefix + "Question: q Answer:" + " a" + [eot], padded with eot; the prefix is
+[eot] here, a pretrained model's BOS where it expects one, else nothing (interp.data.hf_tokenizer).
 Train = every fact x training templates; val = every fact x held-out templates.
 """
 
@@ -77,8 +77,8 @@ class QADataModule(BaseDataModule):
 
     def _encode(self, examples) -> tuple[list[list[int]], list[list[int]]]:
         # Prompt and answer encoded separately, exactly as greedy decoding will see them.
-        eot, start = self.tokenizer.eot_id, self.tokenizer.start_id
-        prompts = [[start] + p for p in self.tokenizer.encode_batch([p for p, _ in examples])]
+        eot, prefix = self.tokenizer.eot_id, list(self.tokenizer.prefix)
+        prompts = [prefix + p for p in self.tokenizer.encode_batch([p for p, _ in examples])]
         answers = [a + [eot] for a in self.tokenizer.encode_batch([" " + a for _, a in examples])]
         return prompts, answers
 
@@ -106,7 +106,7 @@ class QADataModule(BaseDataModule):
         return ArrayDataset(self._arrays(*train), lm_batch), ArrayDataset(self._arrays(*val), lm_batch), None
 
     def exact_match_sets(self) -> dict[str, list[tuple[list[int], str]]]:
-        """Greedy-decoding probes: (prompt ids = [start] + "Question: ... Answer:", answer).
+        """Greedy-decoding probes: (prompt ids = prefix + "Question: ... Answer:", answer).
 
         Each set is a seeded sample of at most `exact_match_max` examples.
         """

@@ -94,7 +94,7 @@ class TokenStreamDataModule(BaseDataModule):
 
     def build(self):
         streams = self.token_streams()
-        start = self.tokenizer.start_id if self.tokenizer.prepend_bos else None
+        start = self.tokenizer.bos_id if self.tokenizer.prepend_bos else None
         train = chunk_stream(streams["train"], self.seq_len, "train", start=start)
         val = chunk_stream(streams["val"], self.seq_len, "val", self.cfg.max_val_chunks, start=start)
         self.summary.update(

@@ -93,11 +93,6 @@ class Tokenizer:
     prepend_bos = False   # models trained here read no BOS; sequences start where the stream is cut
 
     @property
-    def start_id(self) -> int:
-        """The token a prompt starts with (GPT-2's habit: <|endoftext|>)."""
-        return self.eot_id
-
-    @property
     def prefix(self) -> list[int]:
         """What a prompt or probe text is given in front: [<|endoftext|>], as the models here saw in training."""
         return [self.eot_id]
