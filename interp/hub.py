@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 from pathlib import Path
 
 from huggingface_hub import constants, try_to_load_from_cache
@@ -38,13 +39,19 @@ def hub_reachable(timeout: float = 3.0) -> bool:
 @contextlib.contextmanager
 def offline_mode():
     """Hub offline for the block: huggingface_hub and transformers read this flag at call time,
-    so requests go straight to the cache instead of retrying (same effect as HF_HUB_OFFLINE=1)."""
-    before = constants.HF_HUB_OFFLINE
+    so requests go straight to the cache instead of retrying (same effect as HF_HUB_OFFLINE=1). `datasets`
+    keeps its own copy of the flag, set too where it is loaded."""
+    datasets_config = getattr(sys.modules.get("datasets"), "config", None)
+    before = constants.HF_HUB_OFFLINE, getattr(datasets_config, "HF_HUB_OFFLINE", None)
     constants.HF_HUB_OFFLINE = True
+    if datasets_config is not None:
+        datasets_config.HF_HUB_OFFLINE = True
     try:
         yield
     finally:
-        constants.HF_HUB_OFFLINE = before
+        constants.HF_HUB_OFFLINE = before[0]
+        if datasets_config is not None:
+            datasets_config.HF_HUB_OFFLINE = before[1]
 
 
 def cached_path(repo_id: str, filename: str, revision: str | None = None) -> Path | None:

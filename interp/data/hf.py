@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from pathlib import Path
 from functools import cached_property
+from pathlib import Path
 from typing import Any, Optional
 
 from interp import hub
@@ -37,11 +37,10 @@ class HFDataModule(TokenStreamDataModule):
         import datasets  # heavy import, only needed here
 
         c = self.cfg
-        # A hub dataset with the hub unreachable: read the local cache only, at once, instead of retrying
-        # (datasets reads its own copy of the offline flag at call time).
+        # A hub dataset with the hub unreachable: read the local cache only, at once, instead of retrying.
         offline = not _local(c.path) and not hub.hub_reachable()
         try:
-            with hub.offline_mode() if offline else contextlib.nullcontext(), _datasets_offline(offline):
+            with hub.offline_mode() if offline else contextlib.nullcontext():
                 ds = datasets.load_dataset(c.path, name=c.config_name, split=c.split, data_files=c.data_files)
         except (OSError, ValueError, ImportError) as e:  # ConnectionError/DatasetNotFoundError are OSErrors
             first_line = (str(e).strip().splitlines() or [""])[0]
@@ -83,14 +82,3 @@ def _local(path: str) -> bool:
     """A packaged builder with local files, or a folder / script on disk: no hub involved."""
     return path in LOCAL_BUILDERS or Path(path).expanduser().exists()
 
-
-@contextlib.contextmanager
-def _datasets_offline(offline: bool):
-    import datasets
-
-    before = datasets.config.HF_HUB_OFFLINE
-    datasets.config.HF_HUB_OFFLINE = offline or before
-    try:
-        yield
-    finally:
-        datasets.config.HF_HUB_OFFLINE = before

@@ -45,22 +45,19 @@ def chunk_stream(stream: np.ndarray, seq_len: int, split: str, max_chunks: int |
                  start: int | None = None) -> np.ndarray:
     """[n, seq_len + 1] windows of the stream (inputs and next-token targets). `start`: a token every window
     begins with (a model's BOS), followed by seq_len tokens of the stream."""
-    if start is not None:
-        n = len(stream) // seq_len
-        if n:
-            body = stream[: n * seq_len].reshape(n, seq_len)
-            if max_chunks is not None and n > max_chunks:
-                body = body[np.linspace(0, n - 1, max_chunks).round().astype(int)]
-            return np.concatenate([np.full((len(body), 1), start, body.dtype), body], axis=1)
-    n = len(stream) // (seq_len + 1)
+    width = seq_len + 1 if start is None else seq_len   # tokens of the stream per window
+    n = len(stream) // width
     if n == 0:
+        need = "data.seq_len+1" if start is None else "data.seq_len"
         raise DataError(
-            f"The {split} split has only {len(stream)} tokens, fewer than data.seq_len+1={seq_len + 1}: "
+            f"The {split} split has only {len(stream)} tokens, fewer than {need}={width}: "
             f"add data (e.g. raise data.max_files) or lower data.seq_len."
         )
-    chunks = stream[: n * (seq_len + 1)].reshape(n, seq_len + 1)
+    chunks = stream[: n * width].reshape(n, width)
     if max_chunks is not None and n > max_chunks:
         chunks = chunks[np.linspace(0, n - 1, max_chunks).round().astype(int)]
+    if start is not None:
+        chunks = np.concatenate([np.full((len(chunks), 1), start, chunks.dtype), chunks], axis=1)
     return chunks
 
 
