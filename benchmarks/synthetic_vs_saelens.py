@@ -77,7 +77,7 @@ def our_run(arch: str, k: int, steps: int, seed: int, out: Path, sampler: str) -
 
     cmd = [sys.executable, str(REPO / "train.py"), "experiment=synth_small", f"sae={arch}", f"sae.k={k}",
            f"trainer.max_steps={steps}", f"trainer.val_check_interval={steps}", "optim.schedule=constant",
-           "sae.decoder_init_norm=0.1", "sae.normalize_activations=none", f"seed={seed}", "logger=none",
+           "sae.init=saelens", "sae.normalize_activations=none", f"seed={seed}", "logger=none",
            "trainer.enable_progress_bar=false", f"data.sampler={sampler}", f"hydra.run.dir={out}"]
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
     if proc.returncode != 0:

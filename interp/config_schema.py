@@ -133,7 +133,8 @@ FIELDS: dict[str, Rule] = {
     "data.n_values": POSITIVE,
     "data.val_fraction": FRACTION,
     # optim
-    "optim.lr": Rule(float, positive=True),
+    "optim.lr": Rule(float, positive=True, null=True),
+    "task.kind": Rule(str),   # null: the SAE task's per-dictionary rule (sae.init)
     "optim.weight_decay": Rule(float, min=0),
     "optim.momentum": Rule(float, min=0),
     "optim.warmup_steps": COUNT,
@@ -151,7 +152,12 @@ FIELDS: dict[str, Rule] = {
     "sae.buffer_tokens": POSITIVE,
     "sae.eval_batches": POSITIVE,
     "sae.norm_estimate_batches": POSITIVE,
-    "sae.dead_feature_window": POSITIVE,
+    "sae.dead_feature_window": Rule(int, min=1, null=True),
+    "sae.dead_feature_tokens": Rule(int, min=1, null=True),
+    "sae.lr_reference_width": Rule(int, min=0, null=True),
+    "sae.lr_at_reference": Rule(float, positive=True, null=True),
+    "sae.init": Rule(str, choices=("interp", "saelens")),
+    "sae.b_dec_init": Rule(str, choices=("zeros", "mean"), null=True),
     "sae.feature_sampling_window": POSITIVE,
     "sae.dense_threshold": FRACTION,
     "sae.source": Rule(str, choices=("cache", "stream")),
@@ -261,4 +267,11 @@ def _sae_k_fits(values: dict) -> str | None:
     return None
 
 
-CROSS_RULES = (_steps_end, _gpu_visible, _sae_k_fits)
+def _lr_given(values: dict) -> str | None:
+    if "optim.lr" in values and values["optim.lr"] is None and values.get("task.kind") != "sae":
+        return ("optim.lr=null: only an SAE run picks its learning rate itself (sae.init). "
+                "Fix: set optim.lr to a number (e.g. optim.lr=1e-3).")
+    return None
+
+
+CROSS_RULES = (_steps_end, _gpu_visible, _sae_k_fits, _lr_given)

@@ -16,6 +16,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
+from interp import phases
 from interp.callbacks import Throughput
 from interp.callbacks.interruption import EXIT_CODE, SaveOnInterrupt
 from interp.callbacks.checkpoint_io import AtomicCheckpointIO
@@ -152,6 +153,7 @@ def _train(cfg: DictConfig, state: dict) -> dict:
         torch.set_num_threads(cfg.threads)   # parallel jobs on one machine: cores // jobs each
     meta["threads"] = torch.get_num_threads()
     pl.seed_everything(cfg.seed, workers=True)
+    phases.reset()   # a multirun's jobs share the process
     cfg, dm, task = task_kind(cfg.task.name).build(cfg, meta)
 
     loggers = build_loggers(cfg, hydra_cfg)
@@ -175,6 +177,7 @@ def _train(cfg: DictConfig, state: dict) -> dict:
         if _has_test_split(dm):
             metrics.update(trainer.test(task, datamodule=dm, verbose=False)[0])
     metrics.update(throughput.summary(trainer.world_size))
+    metrics.update(phases.summary())
     metrics.update({f"data/{k}": v for k, v in getattr(dm, "summary", {}).items() if isinstance(v, (int, float))})
     for cb in trainer.callbacks:
         if isinstance(getattr(cb, "results", None), dict):  # analyses that ran at the end of training

@@ -1,5 +1,6 @@
 """GPT-2 through TransformerLens, tested offline on a tiny real GPT-2 saved by `transformers`."""
 
+import copy
 import hashlib
 import json
 import os
@@ -14,6 +15,7 @@ import transformers
 from omegaconf import OmegaConf
 from tiny_gpt2 import N_POSITIONS, VOCAB, fill_gpt2_snapshot, hub_snapshot, make_tiny_gpt2
 from transformer_lens import HookedTransformer
+from transformer_lens.utilities.activation_functions import gelu_new, gelu_pytorch_tanh
 
 from interp.data.tokenizer import Tokenizer
 from interp.errors import ConfigError, DataError
@@ -182,3 +184,21 @@ def test_hub_route_uses_the_cache_and_fails_fast_without_it(tiny_dir, tmp_path):
         assert out[case]["seconds"] < 5, out[case]
         msg = out[case]["message"]
         assert why in msg and "network access" in msg and "model.local_dir=/path" in msg, msg
+
+
+@pytest.mark.parametrize("processing", [{}, NO_PROCESSING], ids=["processed", "unprocessed"])
+def test_fused_gelu_and_layer_norm_equal_transformer_lens_own_and_keep_every_hook(tiny_dir, hf_logprobs, processing):
+    tokens, _ = hf_logprobs
+    fused = load_gpt2(local_dir=str(tiny_dir), **processing)
+    plain = copy.deepcopy(fused)
+    for m in plain.modules():   # TransformerLens's own forms back
+        m.__dict__.pop("forward", None)
+        if getattr(m, "act_fn", None) is gelu_pytorch_tanh:
+            m.act_fn = gelu_new
+    assert fused.blocks[0].mlp.act_fn is gelu_pytorch_tanh and "forward" in vars(fused.blocks[0].ln1)
+    names = ["blocks.0.ln2.hook_normalized", "blocks.1.ln1.hook_scale", "blocks.1.mlp.hook_post"]
+    with torch.no_grad():
+        assert (fused(tokens) - plain(tokens)).abs().max() < 1e-5
+        got, want = (m.run_with_cache(tokens, names_filter=names)[1] for m in (fused, plain))
+    for name in names:   # a hooked LayerNorm takes TransformerLens's path, so its hooks see their values
+        assert (got[name] - want[name]).abs().max() < 1e-5, name

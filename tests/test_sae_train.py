@@ -67,6 +67,7 @@ def test_each_sae_trains_on_each_model_family_and_round_trips_through_saelens(ar
     for key in ("mse", "explained_variance", "l0", downstream):
         assert again[key] == pytest.approx(metrics[f"val/{key}"], rel=1e-4, abs=1e-6), key
     assert metrics["trainer/global_step"] == 6
+    assert metrics["time/harvest_s"] > 0 and metrics["time/cache_write_s"] > 0 and metrics["time/save_s"] > 0
 
 
 def test_the_default_experiments_lm_analyses_skip_an_sae_run(base_runs, run_train, tmp_path):

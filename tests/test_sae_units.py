@@ -372,3 +372,22 @@ def test_dictionaries_sharing_a_batch_get_the_metrics_each_gets_alone():
         for key in a:
             assert a[key] == pytest.approx(b[key], rel=1e-6, abs=1e-7), key
     assert sum(1 for k in shared if isinstance(k, tuple)) == 2   # one ablation per distinct target hook
+
+
+def test_a_phase_reports_its_own_time_without_the_phases_inside_it():
+    import time
+
+    from interp import phases
+
+    phases.reset()
+    with phases.timed("outer"):
+        time.sleep(0.05)
+        with phases.timed("inner"):
+            time.sleep(0.3)
+    with phases.timed("inner"):   # a phase entered twice adds up
+        time.sleep(0.05)
+    got = phases.summary()
+    assert set(got) == {"time/outer_s", "time/inner_s"}
+    assert 0.35 <= got["time/inner_s"] and 0.05 <= got["time/outer_s"] < 0.25
+    phases.reset()
+    assert phases.summary() == {}

@@ -14,6 +14,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from interp.data.base import ArrayDataset, BaseDataModule, TextDataConfig, lm_batch
+from interp import phases
 from interp.data.cache import cached_arrays
 from interp.data.tokenizer import Tokenizer, tokenizer_for, tokenizer_key
 from interp.errors import DataError
@@ -83,6 +84,10 @@ class TokenStreamDataModule(BaseDataModule):
                              **tokenizer_key(self.tokenizer))
 
     def _tokenize(self) -> dict[str, np.ndarray]:
+        with phases.timed("tokenize"):
+            return self._tokenize_documents()
+
+    def _tokenize_documents(self) -> dict[str, np.ndarray]:
         train_texts, val_texts = self.documents()
         return {
             "train": tokenize_documents(self.tokenizer, train_texts, f"tokenizing {self.cfg.name} train"),

@@ -33,6 +33,7 @@ from transformer_lens import HookedTransformer, HookedTransformerConfig
 
 from interp import hub
 from interp.errors import ConfigError, DataError
+from interp.models.fused_ops import fuse
 from interp.models.pretrained import config_json, load_hub, provenance, weight_files
 
 GPT2_NAMES = ("gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl", "distilgpt2")
@@ -63,7 +64,7 @@ def load_gpt2(name: str = "gpt2", local_dir: str | None = None, revision: str | 
         config = read_gpt2_config(_hub_config_dir(repo, revision, offline))
         _check_sizes(config, n_ctx, d_vocab, where=repo)
         model = load_hub(repo, revision, processing, n_ctx, device, dtype, offline)
-    model.eval()
+    fuse(model).eval()
     model.provenance = gpt2_provenance(name, local_dir, revision, **processing)
     return model
 

@@ -34,6 +34,7 @@ from transformer_lens import HookedTransformer, HookedTransformerConfig
 from interp import hub
 from interp.errors import ConfigError, DataError
 from interp.files import file_sha256
+from interp.models.fused_ops import fuse
 
 # Checked in this order; a *.index.json lists shards that are hashed too.
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json",
@@ -80,7 +81,7 @@ def load_pretrained(name: str, local_dir: str | None = None, revision: str | Non
     if d_vocab is not None and d_vocab != model.cfg.d_vocab:
         raise ConfigError(f"model.d_vocab={d_vocab} but {name} has a vocabulary of {model.cfg.d_vocab}. "
                           f"Fix: model.d_vocab={model.cfg.d_vocab} (or null).")
-    model.eval()
+    fuse(model).eval()
     model.provenance = provenance(name, local_dir, revision, **processing)
     return model
 

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from interp import phases
 from interp.errors import DataError
 from interp.files import atomic_dir, content_key, file_lock, file_sha256, remove_stale_temps
 
@@ -64,15 +65,17 @@ class CacheWriter:
     def write(self, rows: torch.Tensor) -> int:
         """Write up to the remaining rows of `rows` [n, d]; return how many are still wanted."""
         take = rows[: self.n_rows - self.written].detach().cpu().numpy().astype(self.dtype, copy=False)
-        data = np.ascontiguousarray(take).tobytes()
-        self.f.write(data)
-        self.hash.update(data)
+        with phases.timed("cache_write"):
+            data = np.ascontiguousarray(take).tobytes()
+            self.f.write(data)
+            self.hash.update(data)
         self.written += len(take)
         return self.n_rows - self.written
 
     def close(self) -> str:
-        self.f.flush()
-        os.fsync(self.f.fileno())
+        with phases.timed("cache_write"):
+            self.f.flush()
+            os.fsync(self.f.fileno())
         self.f.close()
         if self.written != self.n_rows:
             raise DataError(f"activation harvest ended after {self.written} of {self.n_rows} rows: the data ran out. "
@@ -109,7 +112,9 @@ def problem_with(path: Path, expected: dict, verify_hash: bool) -> str | None:
         return f"{ACTS_FILE} holds {shape} {dtype}, the manifest says ({n}, {d}) {expected['dtype']}"
     if acts.stat().st_size != offset + n * d * dtype.itemsize:
         return f"{ACTS_FILE} is {acts.stat().st_size} bytes, expected {offset + n * d * dtype.itemsize} (truncated?)"
-    if verify_hash and file_sha256(acts) != manifest["sha256"]:
+    with phases.timed("cache_verify"):
+        corrupted = verify_hash and file_sha256(acts) != manifest["sha256"]
+    if corrupted:
         return f"{ACTS_FILE} does not match the sha256 in its manifest (corrupted)"
     return None
 
@@ -161,7 +166,8 @@ def _build(final: Path, fields: dict, d_in: int, harvest: Callable[[CacheWriter]
     fix = "lower sae.harvest_tokens or use sae.source=stream (no cache); nothing was kept"
     with atomic_dir(final, fix=fix) as tmp:   # the cache appears complete or not at all
         writer = CacheWriter(tmp / ACTS_FILE, n, d_in, dtype)
-        harvest(writer)
+        with phases.timed("harvest"):
+            harvest(writer)
         digest = writer.close()
         manifest = {"fields": fields, "d_in": d_in, "sha256": digest, "bytes": (tmp / ACTS_FILE).stat().st_size}
         (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, default=str))

@@ -12,7 +12,7 @@ from torch import nn
 from interp.sae import normalize
 from interp.sae.dictionaries import label
 from interp.sae.metrics import FiringTracker, coefficient
-from interp.sae.spec import SAESpec, build_training_sae, inference_sae, sites
+from interp.sae.spec import SAESpec, build_training_sae, dead_window_steps, inference_sae, learning_rate, sites
 
 
 class Dictionary(nn.Module):
@@ -25,11 +25,27 @@ class Dictionary(nn.Module):
             if seed is not None:                  # built before it: the same as in a run of this dictionary alone
                 torch.manual_seed(seed)
             self.sae = build_training_sae(spec, d_in, spec.hook, saelens)
-        self.tracker = FiringTracker(self.sae.cfg.d_sae, spec.dead_feature_window)
+        self.tracker = FiringTracker(self.sae.cfg.d_sae, dead_window_steps(spec))
         self.scaler = normalize.ActivationScaler()   # sae.normalize_activations statistics (normalize.py)
         self.coefficients = {name: (c.value, c.warm_up_steps) if hasattr(c, "value") else (float(c), 0)
                              for name, c in self.sae.get_coefficients().items()}
         self.failed: str | None = None   # why it stopped training (a non-finite loss), if it did
+
+    def learning_rate(self, optim_lr: float | None) -> float:
+        return learning_rate(self.spec, self.sae.cfg.d_sae, optim_lr)
+
+    @torch.no_grad()
+    def init_b_dec(self, mean: torch.Tensor) -> None:
+        """sae.b_dec_init=mean: the decoder bias at `mean`, the training rows' mean (raw, as the batch holds them:
+        scaled here, which commutes with the mean as every normalisation is affine), the target's half for a
+        transcoder. Where b_dec is not subtracted from the input (apply_b_dec_to_input false, transcoders), the
+        encoder bias takes -mean(input) @ W_enc instead, so the pre-activations start centred either way."""
+        mean = self.scaler.scale(mean[None].to(self.sae.b_dec.dtype))[0]
+        d_in = self.sae.cfg.d_in
+        x_mean, y_mean = (mean[:d_in], mean[d_in:]) if self.sites.transcodes else (mean, mean)
+        self.sae.b_dec.copy_(y_mean)
+        if not self.sae.cfg.apply_b_dec_to_input:
+            self.sae.b_enc.sub_(x_mean @ self.sae.W_enc)
 
     def current_coefficients(self, step: int) -> dict[str, float]:
         return {name: coefficient(value, warm, step) for name, (value, warm) in self.coefficients.items()}

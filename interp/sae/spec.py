@@ -71,8 +71,26 @@ class SAESpec:
     """Rows in memory: the cache's read block, or the stream's shuffle buffer."""
     cache: CacheSpec = field(default_factory=CacheSpec)
     """The activation cache."""
-    dead_feature_window: int = 1000
-    """Training steps without firing after which a feature counts as dead (SAELens's default)."""
+    init: str = "saelens"
+    """The recipe for the fields below that are left null: `saelens` (SAELens 6's trainer exactly: zero decoder
+    bias, decoder rows of norm 0.1, lr 3e-4, dead after 1000 steps) or `interp` (the defaults of topk, batchtopk
+    and matryoshka; see INIT_RECIPES and docs/sae_defaults.md for what each choice does and the benchmark)."""
+    b_dec_init: Optional[str] = None
+    """zeros | mean: the decoder bias starts at the training activations' mean (the target's, for a
+    transcoder), so the encoder starts on centred input (Gao et al. 2024; sparsify); estimated over
+    norm_estimate_batches batches before the first step."""
+    lr_reference_width: Optional[int] = None
+    """With optim.lr null: lr = lr_at_reference · sqrt(lr_reference_width / d_sae) per dictionary (Gao et al.
+    2024's 1/sqrt(width) rule; sparsify's Adam takes 2e-4 at 16384, the interp recipe 4e-4, which did better on
+    normalised activations in our benchmark); 0 = a constant lr_at_reference."""
+    lr_at_reference: Optional[float] = None
+    """With optim.lr null: the learning rate at lr_reference_width latents."""
+    dead_feature_tokens: Optional[int] = None
+    """Tokens (training rows) without firing after which a feature counts as dead and AuxK feeds it
+    (sparsify counts in tokens); null: dead_feature_window steps."""
+    dead_feature_window: Optional[int] = None
+    """Training steps without firing after which a feature counts as dead (SAELens: 1000); overridden by
+    dead_feature_tokens."""
     feature_sampling_window: int = 2000
     """Training steps per feature-density window (SAELens's default)."""
     dense_threshold: float = 0.1
@@ -92,6 +110,28 @@ class SAESpec:
 
 OWN_FIELDS = frozenset(f.name for f in dataclasses.fields(SAESpec))
 
+# sae.init: the value of each of these fields when it is left null. SAELens-config fields (decoder_init_norm,
+# normalize_activations) are passed to SAELens's config class.
+INIT_RECIPES = {
+    "saelens": {"b_dec_init": "zeros", "lr_at_reference": 3e-4, "lr_reference_width": 0,
+                "dead_feature_window": 1000, "decoder_init_norm": 0.1},
+    "interp": {"b_dec_init": "mean", "lr_at_reference": 4e-4, "lr_reference_width": 16384,
+               "dead_feature_window": 1000, "decoder_init_norm": 1.0,
+               "normalize_activations": "expected_average_only_in"},
+}
+SAE_ONLY = {"normalize_activations"}   # a transcoder reads one hook and writes another: not estimated for one
+
+
+def _with_recipe(spec: dict) -> dict:
+    """`spec` with its sae.init recipe's value for every field left null."""
+    recipe = INIT_RECIPES.get(spec.get("init") or "saelens")
+    if recipe is None:
+        raise ConfigError(f"sae.init={spec.get('init')!r} is not one of {list(INIT_RECIPES)}. Fix: sae.init=interp "
+                          "(the recipe of topk/batchtopk) or sae.init=saelens (SAELens's trainer exactly).")
+    transcoder = spec.get("layer") is not None or spec.get("target_hook") not in (None, spec.get("hook"))
+    return {**spec, **{k: v for k, v in recipe.items()
+                       if spec.get(k) is None and not (transcoder and k in SAE_ONLY)}}
+
 
 def parse_spec(spec: Mapping) -> tuple[SAESpec, dict]:
     """(our settings, the SAELens config kwargs) of an `sae` config; ConfigError on a wrong type."""
@@ -99,6 +139,7 @@ def parse_spec(spec: Mapping) -> tuple[SAESpec, dict]:
     from omegaconf.errors import OmegaConfBaseException
 
     spec = OmegaConf.to_container(spec, resolve=True) if not isinstance(spec, dict) else spec
+    spec = _with_recipe(spec)
     ours = {k: v for k, v in spec.items() if k in OWN_FIELDS}
     try:
         parsed = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(SAESpec), ours))
@@ -109,6 +150,21 @@ def parse_spec(spec: Mapping) -> tuple[SAESpec, dict]:
 
 def d_sae_of(spec: SAESpec, d_in: int) -> int:
     return sae_width(spec.d_sae, spec.expansion, d_in)
+
+
+def learning_rate(spec: SAESpec, d_sae: int, optim_lr: float | None) -> float:
+    """A dictionary's learning rate: optim.lr when set, else its recipe's rule for its width."""
+    if optim_lr is not None:
+        return float(optim_lr)
+    scale = (spec.lr_reference_width / d_sae) ** 0.5 if spec.lr_reference_width else 1.0
+    return float(spec.lr_at_reference) * scale
+
+
+def dead_window_steps(spec: SAESpec) -> int:
+    """Steps without firing after which a feature counts as dead."""
+    if spec.dead_feature_tokens is not None:
+        return max(1, -(-int(spec.dead_feature_tokens) // spec.batch_size))
+    return int(spec.dead_feature_window)
 
 
 def sites(spec: SAESpec) -> Sites:

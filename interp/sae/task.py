@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from interp import phases
 from interp.data.batch import is_lm_batch, model_inputs, padding_mask, scored
 from interp.errors import TrainingDiverged
 from interp.files import atomic_dir
@@ -35,6 +36,7 @@ from interp.sae.sites import Sites, as_sites, reconstruct
 from interp.sae.spec import parse_spec
 from interp.subject import Subject
 from interp.tasks.base import ConfiguredTask
+from interp.tasks.optim import build_optimizers
 
 SAE_DIR = "sae"   # <run>/sae/: the trained SAE in SAELens format (a run of several: <run>/saes/<label>/)
 SYNTHETIC_DIR = "synthetic_model"   # data=synthetic: the synthetic model (SyntheticModel.load_from_disk reads it)
@@ -56,6 +58,7 @@ class SAETask(ConfiguredTask):
         # Frozen and not a submodule: not in parameters() (the optimiser), nor in checkpoints.
         object.__setattr__(self, "base_model", base_model)
         self.eval_density: dict[str, torch.Tensor] = {}
+        self.restored = False   # from a checkpoint: its weights are not initialised from the data again
 
     # --- a run of one dictionary keeps its unlabelled names -----------------------------------
     @property
@@ -72,19 +75,46 @@ class SAETask(ConfiguredTask):
         return [d for d in self.dictionaries if d.failed is None]
 
     # --- set-up and checkpoints ---------------------------------------------------------------
+    def configure_optimizers(self):
+        """One Adam, a parameter group per dictionary with its own learning rate (sae.init's width rule)."""
+        lr = self.config["optim"].get("lr")
+        groups = [{"params": list(d.sae.parameters()), "lr": d.learning_rate(lr)} for d in self.dictionaries]
+        return build_optimizers(groups, self.config["optim"], self.trainer.estimated_stepping_batches)
+
     def on_fit_start(self) -> None:
         self._place_base()
+        with phases.timed("init_statistics"):
+            self._estimate_statistics()
+
+    def _estimate_statistics(self) -> None:
+        """Before the first step, from one pass over sae.norm_estimate_batches training batches: the normalisation
+        statistics and the decoder bias at the data mean (sae.b_dec_init). A resumed run keeps its own."""
         for d in self.dictionaries:
             kind = d.sae.cfg.normalize_activations
-            if kind in normalize.ESTIMATED and not normalize.estimated(d.scaler):   # kept on resume
-                batches = (b[:, d.columns] for b in self.trainer.datamodule.norm_batches())
-                d.scaler = normalize.estimate(kind, d.sae.cfg.d_in, batches, d.spec.norm_estimate_batches)
+            scale = kind in normalize.ESTIMATED and not normalize.estimated(d.scaler)
+            centre = not self.restored and d.spec.b_dec_init == "mean"
+            if not (scale or centre):
+                continue
+            n, total = d.spec.norm_estimate_batches, {"sum": 0.0, "rows": 0}
+
+            def counted(batch):
+                total["sum"], total["rows"] = total["sum"] + batch.double().sum(0), total["rows"] + len(batch)
+                return batch
+
+            batches = (counted(b[:, d.columns]) for b, _ in zip(self.trainer.datamodule.norm_batches(), range(n)))
+            if scale:
+                d.scaler = normalize.estimate(kind, d.sae.cfg.d_in, batches, n)
+            if centre:
+                for _ in batches:   # what the estimate left unread
+                    pass
+                d.init_b_dec((total["sum"] / max(total["rows"], 1)).to(self.device))
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["activation_scalers"] = [normalize.state(d.scaler) for d in self.dictionaries]
         checkpoint["failed_dictionaries"] = {d.label: d.failed for d in self.dictionaries if d.failed}
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self.restored = True   # (before on_fit_start, which Lightning calls before it restores global_step)
         states = checkpoint.get("activation_scalers") or [checkpoint.get("activation_scaler", {})]
         for d, saved in zip(self.dictionaries, states):
             d.scaler = normalize.from_state(saved)
@@ -149,11 +179,15 @@ class SAETask(ConfiguredTask):
     def on_fit_end(self) -> None:
         if self.trainer.is_global_zero:
             root = Path(self.trainer.default_root_dir)
-            for d in self.live():
-                self.save_dictionary(d, root / SAE_DIR if self.single else root / FOLDER / d.label)
-            if synthetic := getattr(self.base_model, "synthetic", None):   # SAELens's own files: its loaders read them
-                with atomic_dir(root / SYNTHETIC_DIR) as tmp:
-                    synthetic.save(tmp)
+            with phases.timed("save"):
+                self._save_all(root)
+
+    def _save_all(self, root: Path) -> None:
+        for d in self.live():
+            self.save_dictionary(d, root / SAE_DIR if self.single else root / FOLDER / d.label)
+        if synthetic := getattr(self.base_model, "synthetic", None):   # SAELens's own files: its loaders read them
+            with atomic_dir(root / SYNTHETIC_DIR) as tmp:
+                synthetic.save(tmp)
 
     def save_dictionary(self, d: Dictionary, path) -> None:
         """SAELens format (cfg.json + sae_weights.safetensors + sparsity.safetensors):

@@ -10,7 +10,8 @@ from interp.errors import ConfigError
 
 
 def build_optimizers(params, optim: dict, total_steps: int) -> dict:
-    """`torch.optim.<optim.name>` over `params` with linear warm-up then a constant or cosine schedule
+    """`torch.optim.<optim.name>` over `params` (tensors, or parameter groups each with its "lr" when optim.lr
+    is null) with linear warm-up then a constant or cosine schedule
     (down to `min_lr_ratio` of the peak at `total_steps`), in Lightning's configure_optimizers form."""
     o = dict(optim)
     name = o.pop("name")
@@ -20,6 +21,10 @@ def build_optimizers(params, optim: dict, total_steps: int) -> dict:
     opt_cls = getattr(torch.optim, name, None)
     if opt_cls is None or not isinstance(opt_cls, type):
         raise ConfigError(f"optim.name={name!r} is not a torch.optim optimizer (e.g. AdamW, Adam, SGD).")
+    if o.get("lr", 0) is None:   # the parameter groups carry their own (the SAE task's per-dictionary rule)
+        if not (isinstance(params, list) and all(isinstance(g, dict) and "lr" in g for g in params)):
+            raise ConfigError("optim.lr is null. Fix: set optim.lr to a number (e.g. optim.lr=1e-3).")
+        o.pop("lr")
     if "betas" in o:
         o["betas"] = tuple(o["betas"])
     try:
