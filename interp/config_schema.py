@@ -133,8 +133,7 @@ FIELDS: dict[str, Rule] = {
     "data.n_values": POSITIVE,
     "data.val_fraction": FRACTION,
     # optim
-    "optim.lr": Rule(float, positive=True, null=True),
-    "task.kind": Rule(str),   # null: the SAE task's per-dictionary rule (sae.init)
+    "optim.lr": Rule(float, positive=True, null=True),   # null: a task that picks its own (ModelTaskKind refuses it)
     "optim.weight_decay": Rule(float, min=0),
     "optim.momentum": Rule(float, min=0),
     "optim.warmup_steps": COUNT,
@@ -267,11 +266,4 @@ def _sae_k_fits(values: dict) -> str | None:
     return None
 
 
-def _lr_given(values: dict) -> str | None:
-    if "optim.lr" in values and values["optim.lr"] is None and values.get("task.kind") != "sae":
-        return ("optim.lr=null: only an SAE run picks its learning rate itself (sae.init). "
-                "Fix: set optim.lr to a number (e.g. optim.lr=1e-3).")
-    return None
-
-
-CROSS_RULES = (_steps_end, _gpu_visible, _sae_k_fits, _lr_given)
+CROSS_RULES = (_steps_end, _gpu_visible, _sae_k_fits)

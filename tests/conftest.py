@@ -52,7 +52,7 @@ FAST_BY_DATA = {
 
 # Small SAE runs (with task=sae and a base): a few steps on a small harvest.
 SAE_FAST_COMMON = ["task=sae", "debug=fast", "sae.harvest_tokens=2048", "sae.batch_size=128", "sae.buffer_tokens=512",
-                   "sae.eval_batches=2", "sae.expansion=2", "logger=csv"]
+                   "sae.eval_batches=2", "sae.expansion=2", "sae.norm_estimate_batches=4", "logger=csv"]
 
 
 @pytest.fixture(scope="session")

@@ -123,7 +123,6 @@ BAD = {
     "unknown sae.init recipe": ("train.py", ["task=sae", "sae=topk", "sae.init=sparsify", "base_run={tmp}/base",
                                              "sae.hook=blocks.0.hook_resid_post"],
                                 ["sae.init=sparsify", "interp", "saelens"]),
-    "lm optim.lr null": ("train.py", ["optim.lr=null"], ["optim.lr=null", "only an SAE run", "optim.lr=1e-3"]),
     "gpu without cuda": ("train.py", ["trainer=gpu"], ["trainer.accelerator=gpu", "no CUDA device", "trainer=cpu"]),
     "analysis option not an integer": ("analyze.py", ["run={run}", "analysis=topk_next", "k=abc"],
                                        ["topk_next", "k=abc", "not an integer"]),

@@ -2,8 +2,8 @@
 
 TransformerLens writes GPT-2's `gelu_new` (and `gelu_fast`) and its LayerNorms as chains of elementwise
 operations, each a pass over [batch, pos, width]; `F.gelu(x, approximate="tanh")` and `F.layer_norm` compute
-the same in one (GELU on [16, 256, 1024]: 52 -> 7 ms here, max difference 2.4e-7). Profiled, the chains were
-45% of harvesting a GPT-2 block's activations. Every hook still fires: the MLP's hook_pre and hook_post sit
+the same in one (GELU on [16, 256, 1024]: 52 -> 7 ms here, max difference 2.4e-7). In a py-spy profile of
+harvesting a GPT-2 block's activations the two chains held 45% of the samples. Every hook still fires: the MLP's hook_pre and hook_post sit
 around its act_fn, and a LayerNorm whose hook_scale or hook_normalized has a hook attached (a transcoder
 reading `ln2.hook_normalized`, a patching analysis) runs TransformerLens's own forward.
 """

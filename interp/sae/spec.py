@@ -98,7 +98,7 @@ class SAESpec:
     eval_batches: int = 8
     """Base-model validation batches per evaluation."""
     norm_estimate_batches: int = 100
-    """Training batches over which estimated normalisation statistics are computed."""
+    """Training batches over which estimated normalisation statistics and the b_dec mean are computed (one pass)."""
     memory_budget_gb: Optional[float] = None
     """Stop before training when the dictionaries' weights, gradients, Adam state and a batch need more (GiB)."""
     sparse_decode: bool = False

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf
 
+from interp.errors import ConfigError
 from interp.run_dir import LoadedRun, run_config
 
 
@@ -41,6 +42,9 @@ class ModelTaskKind(TaskKind):
         from interp.tasks.checks import check_compatible
 
         check_compatible(cfg, meta["choices"].get("model", cfg.model.arch))
+        if cfg.optim.get("lr") is None:   # only a dictionary run picks its own (per width)
+            raise ConfigError("optim.lr=null: this task trains its model at optim.lr and has no rule of its own. "
+                              "Fix: set optim.lr to a number (e.g. optim.lr=1e-3).")
         return cfg, build_datamodule(cfg.data, seed=cfg.seed), self.module_cls(run_config(cfg, meta))
 
     def load(self, run_dir, config, raw, ckpt, device):
