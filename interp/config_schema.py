@@ -138,7 +138,7 @@ FIELDS: dict[str, Rule] = {
     "optim.momentum": Rule(float, min=0),
     "optim.warmup_steps": COUNT,
     "optim.min_lr_ratio": FRACTION,
-    "optim.schedule": Rule(str, choices=("constant", "cosine")),
+    "optim.schedule": Rule(str, choices=("constant", "cosine", "linear")),
     # sae (conf/sae/; d_sae = expansion x d_in unless given, and k <= d_sae: CROSS_RULES)
     "sae.k": Rule(int, min=1, many=True),
     "sae.skip": FLAG,

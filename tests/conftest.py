@@ -9,6 +9,12 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
+# One torch thread per process: pytest's two workers already fill both cores, and a second thread per tiny
+# train.py run only spins against the other worker (two concurrent SAE runs: 17.6 s with 2 threads each,
+# 12.5 s with 1). Set before any test imports torch; an explicit value in the environment wins.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("INTERP_THREADS", "1")
+
 
 @pytest.fixture(scope="session")
 def cache_dir(tmp_path_factory) -> Path:
@@ -25,14 +31,16 @@ def train_env(cache_dir) -> dict:
 
 @pytest.fixture(scope="session")
 def run_train(train_env):
-    """run_train(*overrides, run_dir=None, expect_ok=True) -> CompletedProcess of `python train.py ...`."""
+    """run_train(*overrides, run_dir=None, expect_ok=True, env=train_env) -> CompletedProcess of
+    `python train.py ...`."""
 
     def _run(*overrides, run_dir: Path | None = None, expect_ok: bool = True, multirun: bool = False,
-             timeout: int = 600) -> subprocess.CompletedProcess:
+             timeout: int = 600, env: dict | None = None) -> subprocess.CompletedProcess:
         args = [sys.executable, str(REPO / "train.py")] + (["-m"] if multirun else []) + list(overrides)
         if run_dir is not None:
             args.append(f"hydra.{'sweep' if multirun else 'run'}.dir={run_dir}")
-        proc = subprocess.run(args, cwd=REPO, env=train_env, capture_output=True, text=True, timeout=timeout)
+        proc = subprocess.run(args, cwd=REPO, env=env or train_env, capture_output=True, text=True,
+                              timeout=timeout)
         if expect_ok and proc.returncode != 0:
             raise AssertionError(f"train.py {' '.join(overrides)} failed ({proc.returncode}):\n"
                                  f"{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")

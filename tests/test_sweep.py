@@ -143,13 +143,14 @@ def test_a_failing_job_is_recorded_the_sweep_goes_on_and_figures_reach_wandb(run
 
 
 @pytest.mark.slow
-def test_optuna_search_on_parallel_jobs_then_reproduce_a_trial(run_train, tmp_path):
+def test_optuna_search_on_parallel_jobs_then_reproduce_a_trial(run_train, train_env, tmp_path):
     pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
     pytest.importorskip("hydra_plugins.hydra_joblib_launcher")
     search = tmp_path / "search"
+    all_cores = {k: v for k, v in train_env.items() if k not in ("INTERP_THREADS", "OMP_NUM_THREADS")}
     run_train("hparams_search=lm_optuna", "hydra/launcher=parallel", "hydra.sweeper.n_trials=3",
               "hydra.sweeper.n_jobs=2", "hydra.sweeper.sampler.n_startup_trials=2", *TINY, run_dir=search,
-              multirun=True)
+              multirun=True, env=all_cores)   # the launcher, not the tests' environment, sets the threads
     losses = {}
     for trial in ("0", "1", "2"):
         metrics = read_metrics(search / trial)
