@@ -138,7 +138,7 @@ FIELDS: dict[str, Rule] = {
     "optim.momentum": Rule(float, min=0),
     "optim.warmup_steps": COUNT,
     "optim.min_lr_ratio": FRACTION,
-    "optim.schedule": Rule(str, choices=("constant", "cosine", "linear")),
+    "optim.schedule": Rule(str, choices=("constant", "cosine", "linear"), null=True),   # null: the SAE recipe's
     # sae (conf/sae/; d_sae = expansion x d_in unless given, and k <= d_sae: CROSS_RULES)
     "sae.k": Rule(int, min=1, many=True),
     "sae.skip": FLAG,
@@ -155,6 +155,8 @@ FIELDS: dict[str, Rule] = {
     "sae.dead_feature_tokens": Rule(int, min=1, null=True),
     "sae.lr_reference_width": Rule(int, min=0, null=True),
     "sae.lr_at_reference": Rule(float, positive=True, null=True),
+    "sae.lr_reference_steps": Rule(int, min=0, null=True),
+    "sae.lr_schedule": Rule(str, choices=("constant", "linear"), null=True),
     "sae.init": Rule(str, choices=("interp", "saelens")),
     "sae.b_dec_init": Rule(str, choices=("zeros", "mean"), null=True),
     "sae.feature_sampling_window": POSITIVE,

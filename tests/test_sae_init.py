@@ -36,26 +36,30 @@ def test_the_saelens_recipe_builds_saelens_own_sae_and_trains_as_its_trainer():
     for name, p in theirs.state_dict().items():
         assert torch.equal(ours.state_dict()[name], p), name
     d = Dictionary(spec, saelens, 16)
-    assert d.learning_rate(None) == 3e-4 and d.tracker.dead_feature_window == 1000
+    assert d.learning_rate(None, 10) == d.learning_rate(None, 10_000) == 3e-4   # at any length
+    assert d.tracker.dead_feature_window == 1000 and spec.lr_schedule == "constant"
     assert spec.b_dec_init == "zeros" and torch.count_nonzero(d.sae.b_dec) == 0
 
 
-def test_the_interp_recipe_unit_norm_decoder_encoder_its_transpose_and_width_aware_lr():
+def test_the_interp_recipe_unit_norm_decoder_encoder_its_transpose_and_width_and_length_aware_lr():
     spec, saelens = parse_spec({**TOPK, "init": "interp"})
     d = Dictionary(spec, saelens, 16, seed=0)
     assert torch.allclose(d.sae.W_dec.norm(dim=1), torch.ones(64), atol=1e-6)
     assert torch.equal(d.sae.W_enc, d.sae.W_dec.T)
-    assert d.learning_rate(None) == pytest.approx(4e-4 * math.sqrt(16384 / 64))
-    assert d.learning_rate(1e-3) == 1e-3   # optim.lr, when set, is every dictionary's
+    assert d.learning_rate(None, 244) == pytest.approx(1.6e-3 * math.sqrt(16384 / 64))
+    assert d.learning_rate(None, 61) / d.learning_rate(None, 244) == pytest.approx(2.0)   # 1/sqrt(steps)
+    assert d.learning_rate(1e-3, 61) == 1e-3   # optim.lr, when set, is every dictionary's at any length
     wide = Dictionary(*parse_spec({**TOPK, "init": "interp", "d_sae": 256}), 16)
-    assert d.learning_rate(None) / wide.learning_rate(None) == pytest.approx(2.0)   # 1/sqrt(width)
+    assert d.learning_rate(None, 244) / wide.learning_rate(None, 244) == pytest.approx(2.0)   # 1/sqrt(width)
+    assert spec.lr_schedule == "linear"
 
 
 def test_an_explicit_field_beats_the_recipe():
     spec, saelens = parse_spec({**TOPK, "init": "interp", "decoder_init_norm": 0.5, "b_dec_init": "zeros",
                                 "lr_reference_width": 0, "lr_at_reference": 1e-4, "dead_feature_window": 7})
     assert saelens["decoder_init_norm"] == 0.5 and spec.b_dec_init == "zeros"
-    assert Dictionary(spec, saelens, 16).learning_rate(None) == 1e-4 and dead_window_steps(spec) == 7
+    assert Dictionary(spec, saelens, 16).learning_rate(None, 244) == pytest.approx(1e-4)
+    assert dead_window_steps(spec) == 7
 
 
 def test_b_dec_starts_at_the_mean_in_the_space_the_sae_trains_in():
@@ -158,3 +162,27 @@ def test_a_fresh_run_starts_b_dec_at_the_data_mean_and_a_resumed_one_keeps_its_o
     assert not torch.allclose(saved, seen[0])   # it trained on
     fit(new_task(), batches, 4, ckpt_path=last)
     assert torch.equal(seen[1], saved)   # resumed: the checkpoint's b_dec, not the mean again
+
+
+def test_the_interp_recipe_decays_its_length_aware_peak_linearly_to_zero_in_a_real_fit():
+    import pytorch_lightning as pl
+
+    from interp.sae.task import SAETask
+
+    class Rates(pl.Callback):
+        seen: list = []
+
+        def on_train_batch_start(self, trainer, *args):
+            self.seen.append(trainer.optimizers[0].param_groups[0]["lr"])
+
+    optim = {"name": "Adam", "lr": None, "schedule": None, "min_lr_ratio": 0.1, "betas": [0.9, 0.999]}
+    task = SAETask({"sae": {**TOPK, "init": "interp", "norm_estimate_batches": 1}, "optim": optim, "data": {},
+                    "seed": 0}, 16)
+    trainer = pl.Trainer(accelerator="cpu", max_steps=4, logger=False, enable_progress_bar=False,
+                         enable_model_summary=False, limit_val_batches=0, num_sanity_val_steps=0,
+                         enable_checkpointing=False, callbacks=[Rates()])
+    task.on_fit_end = lambda: None
+    g = torch.Generator().manual_seed(0)
+    trainer.fit(task, datamodule=rows_datamodule([torch.randn(8, 16, generator=g) for _ in range(4)]))
+    peak = 1.6e-3 * math.sqrt(16384 / 64) * math.sqrt(244 / 4)   # the rule at 64 latents and 4 steps
+    assert Rates.seen == pytest.approx([peak, 0.75 * peak, 0.5 * peak, 0.25 * peak])   # to zero, not to 0.1

@@ -31,8 +31,8 @@ class Dictionary(nn.Module):
                              for name, c in self.sae.get_coefficients().items()}
         self.failed: str | None = None   # why it stopped training (a non-finite loss), if it did
 
-    def learning_rate(self, optim_lr: float | None) -> float:
-        return learning_rate(self.spec, self.sae.cfg.d_sae, optim_lr)
+    def learning_rate(self, optim_lr: float | None, steps: int) -> float:
+        return learning_rate(self.spec, self.sae.cfg.d_sae, optim_lr, steps)
 
     @torch.no_grad()
     def init_b_dec(self, mean: torch.Tensor) -> None:

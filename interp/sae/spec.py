@@ -81,10 +81,17 @@ class SAESpec:
     norm_estimate_batches batches before the first step."""
     lr_reference_width: Optional[int] = None
     """With optim.lr null: lr = lr_at_reference · sqrt(lr_reference_width / d_sae) per dictionary (Gao et al.
-    2024's 1/sqrt(width) rule; sparsify's Adam takes 2e-4 at 16384, the interp recipe 4e-4, which did better on
-    normalised activations in our benchmark); 0 = a constant lr_at_reference."""
+    2024's 1/sqrt(width) rule; sparsify's Adam takes 2e-4 at 16384 for any length); 0 = lr_at_reference at
+    any width."""
     lr_at_reference: Optional[float] = None
-    """With optim.lr null: the learning rate at lr_reference_width latents."""
+    """With optim.lr null: the learning rate at lr_reference_width latents (and lr_reference_steps steps)."""
+    lr_reference_steps: Optional[int] = None
+    """With optim.lr null: lr also scales as sqrt(lr_reference_steps / the run's steps), so a short run takes
+    larger steps and a long one smaller (the best linearly decayed rate falls with the horizon; ours fell
+    about as 1/sqrt(steps) between 60 and 244 steps, docs/sae_defaults.md); 0 = the same rate at any length."""
+    lr_schedule: Optional[str] = None
+    """With optim.schedule null: constant, or linear (from the peak down to zero at the last step, as sparsify's
+    Adam path)."""
     dead_feature_tokens: Optional[int] = None
     """Tokens (training rows) without firing after which a feature counts as dead and AuxK feeds it
     (sparsify counts in tokens); null: dead_feature_window steps."""
@@ -113,10 +120,11 @@ OWN_FIELDS = frozenset(f.name for f in dataclasses.fields(SAESpec))
 # sae.init: the value of each of these fields when it is left null. SAELens-config fields (decoder_init_norm,
 # normalize_activations) are passed to SAELens's config class.
 INIT_RECIPES = {
-    "saelens": {"b_dec_init": "zeros", "lr_at_reference": 3e-4, "lr_reference_width": 0,
-                "dead_feature_window": 1000, "decoder_init_norm": 0.1},
-    "interp": {"b_dec_init": "mean", "lr_at_reference": 4e-4, "lr_reference_width": 16384,
-               "dead_feature_window": 1000, "decoder_init_norm": 1.0,
+    "saelens": {"b_dec_init": "zeros", "lr_at_reference": 3e-4, "lr_reference_width": 0, "lr_reference_steps": 0,
+                "lr_schedule": "constant", "dead_feature_window": 1000, "decoder_init_norm": 0.1},
+    "interp": {"b_dec_init": "mean", "lr_at_reference": 1.6e-3, "lr_reference_width": 16384,
+               "lr_reference_steps": 244, "lr_schedule": "linear", "dead_feature_window": 1000,
+               "decoder_init_norm": 1.0,
                "normalize_activations": "expected_average_only_in"},
 }
 SAE_ONLY = {"normalize_activations"}   # a transcoder reads one hook and writes another: not estimated for one
@@ -152,11 +160,14 @@ def d_sae_of(spec: SAESpec, d_in: int) -> int:
     return sae_width(spec.d_sae, spec.expansion, d_in)
 
 
-def learning_rate(spec: SAESpec, d_sae: int, optim_lr: float | None) -> float:
-    """A dictionary's learning rate: optim.lr when set, else its recipe's rule for its width."""
+def learning_rate(spec: SAESpec, d_sae: int, optim_lr: float | None, steps: int) -> float:
+    """A dictionary's peak learning rate: optim.lr when set, else its recipe's rule for its width and the run's
+    number of steps."""
     if optim_lr is not None:
         return float(optim_lr)
     scale = (spec.lr_reference_width / d_sae) ** 0.5 if spec.lr_reference_width else 1.0
+    if spec.lr_reference_steps:
+        scale *= (spec.lr_reference_steps / max(1, int(steps))) ** 0.5
     return float(spec.lr_at_reference) * scale
 
 

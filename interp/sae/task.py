@@ -24,7 +24,7 @@ from torch import nn
 
 from interp import phases
 from interp.data.batch import is_lm_batch, model_inputs, padding_mask, scored
-from interp.errors import TrainingDiverged
+from interp.errors import ConfigError, TrainingDiverged
 from interp.files import atomic_dir
 from interp.models.hooks import to_device
 from interp.sae import harvest, normalize
@@ -76,10 +76,20 @@ class SAETask(ConfiguredTask):
 
     # --- set-up and checkpoints ---------------------------------------------------------------
     def configure_optimizers(self):
-        """One Adam, a parameter group per dictionary with its own learning rate (sae.init's width rule)."""
-        lr = self.config["optim"].get("lr")
-        groups = [{"params": list(d.sae.parameters()), "lr": d.learning_rate(lr)} for d in self.dictionaries]
-        return build_optimizers(groups, self.config["optim"], self.trainer.estimated_stepping_batches)
+        """One Adam, a parameter group per dictionary with its own learning rate (sae.init's rule for its width
+        and the run's length); with optim.schedule null, the recipe's schedule (linear: down to zero)."""
+        optim, steps = dict(self.config["optim"]), self.trainer.estimated_stepping_batches
+        groups = [{"params": list(d.sae.parameters()), "lr": d.learning_rate(optim.get("lr"), steps)}
+                  for d in self.dictionaries]
+        if optim.get("schedule") is None:
+            schedules = {d.spec.lr_schedule for d in self.dictionaries}
+            if len(schedules) > 1:
+                raise ConfigError(f"these dictionaries' sae.init recipes have different schedules {sorted(schedules)}."
+                                  " Fix: set optim.schedule (constant, linear or cosine).")
+            optim["schedule"] = schedules.pop()
+            if optim["schedule"] == "linear":
+                optim["min_lr_ratio"] = 0.0
+        return build_optimizers(groups, optim, steps)
 
     def on_fit_start(self) -> None:
         self._place_base()

@@ -45,6 +45,9 @@ class ModelTaskKind(TaskKind):
         if cfg.optim.get("lr") is None:   # only a dictionary run picks its own (per width)
             raise ConfigError("optim.lr=null: this task trains its model at optim.lr and has no rule of its own. "
                               "Fix: set optim.lr to a number (e.g. optim.lr=1e-3).")
+        if cfg.optim.get("schedule") is None:
+            raise ConfigError("optim.schedule=null: this task has no recipe to pick one. "
+                              "Fix: optim.schedule=constant, cosine or linear.")
         return cfg, build_datamodule(cfg.data, seed=cfg.seed), self.module_cls(run_config(cfg, meta))
 
     def load(self, run_dir, config, raw, ckpt, device):

@@ -7,14 +7,12 @@ import math
 import torch
 
 from interp.errors import ConfigError
-from interp.tasks.signum import Signum
 
-OPTIMIZERS = {"Signum": Signum}   # beyond torch.optim
 SCHEDULES = ("constant", "cosine", "linear")
 
 
 def build_optimizers(params, optim: dict, total_steps: int) -> dict:
-    """`torch.optim.<optim.name>` (or interp's Signum) over `params` (tensors, or parameter groups each with its
+    """`torch.optim.<optim.name>` over `params` (tensors, or parameter groups each with its
     "lr" when optim.lr is null) with linear warm-up then a constant, cosine or linear schedule
     (down to `min_lr_ratio` of the peak at `total_steps`), in Lightning's configure_optimizers form."""
     o = dict(optim)
@@ -22,10 +20,9 @@ def build_optimizers(params, optim: dict, total_steps: int) -> dict:
     warmup = o.pop("warmup_steps", 0)
     schedule = o.pop("schedule", "constant")
     min_lr_ratio = o.pop("min_lr_ratio", 0.0)
-    opt_cls = OPTIMIZERS.get(name) or getattr(torch.optim, name, None)
+    opt_cls = getattr(torch.optim, name, None)
     if opt_cls is None or not isinstance(opt_cls, type):
-        raise ConfigError(f"optim.name={name!r} is not a torch.optim optimizer (e.g. AdamW, Adam, SGD) or one of "
-                          f"{sorted(OPTIMIZERS)}.")
+        raise ConfigError(f"optim.name={name!r} is not a torch.optim optimizer (e.g. AdamW, Adam, SGD).")
     if o.get("lr", 0) is None:   # the parameter groups carry their own (the SAE task's per-dictionary rule)
         if not (isinstance(params, list) and all(isinstance(g, dict) and "lr" in g for g in params)):
             raise ConfigError("optim.lr is null. Fix: set optim.lr to a number (e.g. optim.lr=1e-3).")
