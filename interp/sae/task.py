@@ -239,12 +239,13 @@ class SAETask(ConfiguredTask):
 
     @torch.no_grad()
     def validation_step(self, batch: dict, batch_idx: int) -> None:
-        hooks = list(dict.fromkeys(h for d, _, _ in self.evaluated for h in d.sites.hooks))
-        # one clean run with every hook read, one zero-ablation per target hook: shared by the dictionaries
-        shared = {"clean": self.base_model.run_with_cache(model_inputs(_on(batch, self.base_model)),
-                                                          names_filter=hooks)}
-        for d, acc, sae in self.evaluated:
-            evaluate_batch(sae, self.base_model, d.sites, batch, acc, shared)
+        with phases.timed("evaluate"):
+            hooks = list(dict.fromkeys(h for d, _, _ in self.evaluated for h in d.sites.hooks))
+            # one clean run with every hook read, one zero-ablation per target hook: shared by the dictionaries
+            shared = {"clean": self.base_model.run_with_cache(model_inputs(_on(batch, self.base_model)),
+                                                              names_filter=hooks)}
+            for d, acc, sae in self.evaluated:
+                evaluate_batch(sae, self.base_model, d.sites, batch, acc, shared)
 
     def on_validation_epoch_end(self) -> None:
         mses = []
