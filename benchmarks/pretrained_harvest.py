@@ -10,14 +10,17 @@ alternating batch by batch so drift hits both alike, no grad, one middle layer:
 
 - baseline: `model(tokens, stop_at_layer=L + 1)`, TransformerLens's own forward up to that block;
 - interp: `interp.sae.harvest.activations(model, batch, hook)`, what task=sae runs per batch (hooks,
-  stop_at_layer, rows out of the padding mask).
+  stop_at_layer, rows out of the padding mask);
+- TransformerLens's own forms: the same harvest on a copy of the model without the fused GELU, LayerNorm
+  and attention (`interp.models.fused_ops`), i.e. what the kernels buy.
 
-Prints tokens/s of each and the ratio (goal: interp / baseline >= 0.9).
+Prints tokens/s of each and the ratios (goal: interp / baseline >= 0.9).
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import statistics
 import sys
 import tempfile
@@ -40,6 +43,7 @@ def main() -> None:
     args = p.parse_args()
 
     from interp.models import build_model
+    from interp.models.fused_ops import FUSED_ACTIVATIONS
     from interp.sae.harvest import activations
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -49,9 +53,15 @@ def main() -> None:
     hook = f"blocks.{layer}.hook_resid_post"
     g = torch.Generator().manual_seed(0)
     batches = [torch.randint(0, model.cfg.d_vocab, (args.batch, args.seq), generator=g) for _ in range(args.batches)]
-    base, ours = [], []
+    plain = copy.deepcopy(model)
+    for m in plain.modules():   # TransformerLens's own forward back (fuse() sets per-module forwards)
+        m.__dict__.pop("forward", None)
+        if getattr(m, "act_fn", None) in FUSED_ACTIVATIONS.values():
+            m.act_fn = next(k for k, v in FUSED_ACTIVATIONS.items() if v is m.act_fn)
+    base, ours, own = [], [], []
     with torch.no_grad():
         activations(model, {"tokens": batches[0]}, hook)             # warm-up: allocations, kernels
+        activations(plain, {"tokens": batches[0]}, hook)
         model(batches[0], stop_at_layer=layer + 1)
         for tokens in batches:
             start = time.perf_counter()
@@ -60,14 +70,18 @@ def main() -> None:
             start = time.perf_counter()
             rows = activations(model, {"tokens": tokens}, hook)
             ours.append(time.perf_counter() - start)
+            start = time.perf_counter()
+            activations(plain, {"tokens": tokens}, hook)
+            own.append(time.perf_counter() - start)
     assert rows.shape == (args.batch * args.seq, model.cfg.d_model)
     tokens = args.batch * args.seq
-    b, o = tokens / statistics.median(base), tokens / statistics.median(ours)
+    b, o, u = (tokens / statistics.median(t) for t in (base, ours, own))
     print(f"{args.family}: d_model {model.cfg.d_model}, {model.cfg.n_layers} layers, hook {hook}; "
           f"{args.batches} batches of {args.batch} x {args.seq}; {torch.get_num_threads()} threads")
     print(f"| path | tokens/s (median batch) |\n|---|---|\n| TransformerLens forward, stop_at_layer={layer + 1} | "
-          f"{b:,.0f} |\n| interp harvest (activations) | {o:,.0f} |")
-    print(f"\nratio interp / TransformerLens = {o / b:.3f} (goal >= 0.9)")
+          f"{b:,.0f} |\n| interp harvest (activations) | {o:,.0f} |\n"
+          f"| the same harvest, TransformerLens's own GELU, LayerNorm and attention | {u:,.0f} |")
+    print(f"\nratio interp / TransformerLens = {o / b:.3f} (goal >= 0.9); fused / own forms = {o / u:.3f}")
 
 
 def _random_model(family: str, folder: Path, d_model: int, layers: int, n_ctx: int) -> Path:

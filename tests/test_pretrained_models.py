@@ -48,6 +48,32 @@ def test_each_family_loads_offline_with_hugging_faces_log_probs(folders, family,
     assert p["weights_sha256"]["model.safetensors"] and p["processing"]["fold_ln"] is processed
 
 
+@pytest.mark.parametrize("family", FAMILIES)
+def test_fused_attention_where_it_applies_and_transformer_lens_where_it_does_not(folders, family, monkeypatch):
+    """Rotary and grouped-query heads take PyTorch's fused attention (same log-probs as TransformerLens's
+    own forward); Gemma 2's soft-capped, sliding-window heads and any layer whose pattern is hooked do not."""
+    import copy
+
+    import torch.nn.functional as F
+
+    model = build_model({"arch": "pretrained", "name": f"tiny-{family}", "local_dir": str(folders[family])})
+    plain = copy.deepcopy(model)
+    for m in plain.modules():
+        m.__dict__.pop("forward", None)
+    calls, sdpa = [], F.scaled_dot_product_attention
+    monkeypatch.setattr(F, "scaled_dot_product_attention", lambda *a, **k: calls.append(1) or sdpa(*a, **k))
+    ids = model.tokenizer(TEXT, return_tensors="pt")["input_ids"]
+    fused_layers = 0 if family == "gemma2" else model.cfg.n_layers
+    with torch.no_grad():
+        assert (model(ids) - plain(ids)).abs().max() < 1e-5
+        assert len(calls) == fused_layers
+        hooked = model.run_with_cache(ids, names_filter=["blocks.0.attn.hook_pattern", "blocks.1.attn.hook_z"])[1]
+        want = plain.run_with_cache(ids, names_filter=["blocks.0.attn.hook_pattern", "blocks.1.attn.hook_z"])[1]
+    assert len(calls) == 2 * fused_layers - (fused_layers > 0)
+    for name in want.keys():
+        assert (hooked[name] - want[name]).abs().max() < 1e-5, name
+
+
 def test_context_crop_dtype_and_what_the_model_says_about_bos(folders):
     llama = build_model({"arch": "pretrained", "name": "l", "local_dir": str(folders["llama"]), "n_ctx": 16,
                          "dtype": "bfloat16"})

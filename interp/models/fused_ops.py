@@ -9,9 +9,10 @@ reading `ln2.hook_normalized`, a patching analysis) runs TransformerLens's own f
 
 Attention runs as `F.scaled_dot_product_attention` (causal, TransformerLens's scale) when nothing needs
 the [batch, head, query, key] tensors: no hook on `hook_attn_scores` or `hook_pattern`, no padding mask,
-cache or positional bias, and a plain global causal GPT-2-style head (standard positions, no soft cap,
-sinks or per-head results). Everything else, and every model once such a hook is attached (attention
-patterns, attribution graphs' frozen patterns), runs TransformerLens's forward; hook_q/k/v/z still fire.
+cache or positional bias, and a plain global causal head (GPT-2's learned positions or rotary ones as in
+Pythia, Llama and Qwen, grouped-query heads included; no soft cap, sinks, sliding window or per-head
+results). Everything else, and every layer whose pattern is hooked (attention patterns, attribution
+graphs' frozen patterns), runs TransformerLens's forward; hook_q/k/v/z and hook_rot_q/k still fire.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import types
 
 import torch
 import torch.nn.functional as F
-from transformer_lens.components import Attention, LayerNorm, LayerNormPre
+from transformer_lens.components import Attention, GroupedQueryAttention, LayerNorm, LayerNormPre
 from transformer_lens.utilities.activation_functions import gelu_fast, gelu_new, gelu_pytorch_tanh
 
 FUSED_ACTIVATIONS = {gelu_new: gelu_pytorch_tanh, gelu_fast: gelu_pytorch_tanh}
@@ -37,11 +38,14 @@ def _layer_norm(self, x: torch.Tensor) -> torch.Tensor:
     return F.layer_norm(x, x.shape[-1:], weight, bias, self.eps)
 
 
+_ATTENTION = (Attention, GroupedQueryAttention)
+
+
 def _plain_causal(self) -> bool:
     """A head whose pattern is softmax(q k^T / attn_scale) under a causal mask and nothing else."""
     cfg = self.cfg
-    return (type(self) is Attention and getattr(self, "attn_type", "global") == "global"
-            and cfg.positional_embedding_type == "standard" and cfg.attention_dir == "causal"
+    return (type(self) in _ATTENTION and getattr(self, "attn_type", "global") == "global"
+            and cfg.positional_embedding_type in ("standard", "rotary") and cfg.attention_dir == "causal"
             and getattr(self, "_attention_dir_override", None) in (None, "causal")
             and not cfg.use_attn_result and not getattr(cfg, "load_in_4bit", False)
             and not getattr(cfg, "use_attention_sinks", False) and getattr(cfg, "clip_qkv", None) is None
@@ -59,6 +63,10 @@ def _attention(self, query_input, key_input, value_input, past_kv_cache_entry=No
         return type(self).forward(self, query_input, key_input, value_input, past_kv_cache_entry,
                                   additive_attention_mask, attention_mask, position_bias, **kwargs)
     q, k, v = self.calculate_qkv_matrices(query_input, key_input, value_input)   # [batch, pos, head, d_head]
+    if self.cfg.positional_embedding_type == "rotary":   # as TransformerLens's forward, with no cache
+        q, k = self.hook_rot_q(self.apply_rotary(q)), self.hook_rot_k(self.apply_rotary(k))
+    if isinstance(self, GroupedQueryAttention) and not self.cfg.ungroup_grouped_query_attention:
+        k, v = (t.repeat_interleave(self.repeat_kv_heads, dim=2) for t in (k, v))
     z = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
                                        is_causal=True, scale=1.0 / float(self.attn_scale))
     z = self.hook_z(z.transpose(1, 2))
@@ -74,6 +82,6 @@ def fuse(model):
             module.act_fn = FUSED_ACTIVATIONS[module.act_fn]
         if type(module) in (LayerNorm, LayerNormPre):
             module.forward = types.MethodType(_layer_norm, module)
-        if type(module) is Attention:
+        if type(module) in _ATTENTION:
             module.forward = types.MethodType(_attention, module)
     return model
