@@ -20,7 +20,6 @@ Prints tokens/s of each and the ratios (goal: interp / baseline >= 0.9).
 from __future__ import annotations
 
 import argparse
-import copy
 import statistics
 import sys
 import tempfile
@@ -43,7 +42,7 @@ def main() -> None:
     args = p.parse_args()
 
     from interp.models import build_model
-    from interp.models.fused_ops import FUSED_ACTIVATIONS
+    from interp.models.fused_ops import unfused
     from interp.sae.harvest import activations
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -53,11 +52,7 @@ def main() -> None:
     hook = f"blocks.{layer}.hook_resid_post"
     g = torch.Generator().manual_seed(0)
     batches = [torch.randint(0, model.cfg.d_vocab, (args.batch, args.seq), generator=g) for _ in range(args.batches)]
-    plain = copy.deepcopy(model)
-    for m in plain.modules():   # TransformerLens's own forward back (fuse() sets per-module forwards)
-        m.__dict__.pop("forward", None)
-        if getattr(m, "act_fn", None) in FUSED_ACTIVATIONS.values():
-            m.act_fn = next(k for k, v in FUSED_ACTIVATIONS.items() if v is m.act_fn)
+    plain = unfused(model)
     base, ours, own = [], [], []
     with torch.no_grad():
         activations(model, {"tokens": batches[0]}, hook)             # warm-up: allocations, kernels

@@ -1,6 +1,5 @@
 """GPT-2 through TransformerLens, tested offline on a tiny real GPT-2 saved by `transformers`."""
 
-import copy
 import hashlib
 import json
 import os
@@ -15,11 +14,12 @@ import transformers
 from omegaconf import OmegaConf
 from tiny_gpt2 import N_POSITIONS, VOCAB, fill_gpt2_snapshot, hub_snapshot, make_tiny_gpt2
 from transformer_lens import HookedTransformer
-from transformer_lens.utilities.activation_functions import gelu_new, gelu_pytorch_tanh
+from transformer_lens.utilities.activation_functions import gelu_pytorch_tanh
 
 from interp.data.tokenizer import Tokenizer
 from interp.errors import ConfigError, DataError
 from interp.models import build_model
+from interp.models.fused_ops import unfused
 from interp.models.gpt2 import load_gpt2
 
 REPO = Path(__file__).resolve().parents[1]
@@ -140,7 +140,8 @@ def test_sizes_that_disagree_with_the_checkpoint(tiny_dir):
 HUB_SCRIPT = textwrap.dedent("""
     import json, os, sys, time, torch
     from interp.errors import DataError
-    from interp.models.gpt2 import load_gpt2
+    from interp.models.fused_ops import unfused
+from interp.models.gpt2 import load_gpt2
     out = {}
     def fails(**kw):
         t = time.perf_counter()
@@ -203,16 +204,6 @@ def test_fused_gelu_layer_norm_and_attention_equal_transformer_lens_own_and_keep
     # block 1's attention stays fused and its hook_q and hook_z fire with TransformerLens's values
     for name in names:
         assert (got[name] - want[name]).abs().max() < 1e-5, name
-
-
-def unfused(model):
-    """A copy of `model` with TransformerLens's own GELU, LayerNorm and attention forwards back."""
-    plain = copy.deepcopy(model)
-    for m in plain.modules():
-        m.__dict__.pop("forward", None)
-        if getattr(m, "act_fn", None) is gelu_pytorch_tanh:
-            m.act_fn = gelu_new
-    return plain
 
 
 def test_fused_attention_gives_way_to_pattern_hooks_padding_and_gradients(tiny_dir, hf_logprobs, monkeypatch):

@@ -52,14 +52,12 @@ def test_each_family_loads_offline_with_hugging_faces_log_probs(folders, family,
 def test_fused_attention_where_it_applies_and_transformer_lens_where_it_does_not(folders, family, monkeypatch):
     """Rotary and grouped-query heads take PyTorch's fused attention (same log-probs as TransformerLens's
     own forward); Gemma 2's soft-capped, sliding-window heads and any layer whose pattern is hooked do not."""
-    import copy
-
     import torch.nn.functional as F
 
+    from interp.models.fused_ops import unfused
+
     model = build_model({"arch": "pretrained", "name": f"tiny-{family}", "local_dir": str(folders[family])})
-    plain = copy.deepcopy(model)
-    for m in plain.modules():
-        m.__dict__.pop("forward", None)
+    plain = unfused(model)
     calls, sdpa = [], F.scaled_dot_product_attention
     monkeypatch.setattr(F, "scaled_dot_product_attention", lambda *a, **k: calls.append(1) or sdpa(*a, **k))
     ids = model.tokenizer(TEXT, return_tensors="pt")["input_ids"]

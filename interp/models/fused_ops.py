@@ -17,6 +17,7 @@ graphs' frozen patterns), runs TransformerLens's forward; hook_q/k/v/z and hook_
 
 from __future__ import annotations
 
+import copy
 import types
 
 import torch
@@ -85,3 +86,15 @@ def fuse(model):
         if type(module) in _ATTENTION:
             module.forward = types.MethodType(_attention, module)
     return model
+
+
+def unfused(model):
+    """A copy of `model` with TransformerLens's own GELU, LayerNorm and attention back (fuse's inverse): the
+    reference the fused forms are checked and timed against."""
+    plain = copy.deepcopy(model)
+    originals = {fused: own for own, fused in FUSED_ACTIVATIONS.items()}
+    for module in plain.modules():
+        module.__dict__.pop("forward", None)   # fuse() sets forwards per module; the class's comes back
+        if getattr(module, "act_fn", None) in originals:
+            module.act_fn = originals[module.act_fn]
+    return plain
