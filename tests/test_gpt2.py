@@ -140,8 +140,7 @@ def test_sizes_that_disagree_with_the_checkpoint(tiny_dir):
 HUB_SCRIPT = textwrap.dedent("""
     import json, os, sys, time, torch
     from interp.errors import DataError
-    from interp.models.fused_ops import unfused
-from interp.models.gpt2 import load_gpt2
+    from interp.models.gpt2 import load_gpt2
     out = {}
     def fails(**kw):
         t = time.perf_counter()
